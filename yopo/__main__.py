@@ -1,0 +1,5 @@
+import sys
+
+from yopo.cli import main
+
+sys.exit(main())

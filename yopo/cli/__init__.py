@@ -1,0 +1,42 @@
+"""The ``yopo`` command. Each subcommand lives in its own module with ``add_parser`` and ``run``."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand name -> module (imported lazily so `yopo --help` stays fast)
+COMMANDS = {
+    "prune": "yopo.cli.prune",
+    "inspect": "yopo.cli.inspect",
+    "methods": "yopo.cli.listing",
+    "models": "yopo.cli.listing",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="yopo",
+        description="Pruning at initialization with once-only, data-free saliency (You Only Prune Once). "
+        "Compute a saliency once, then derive masks at any exact sparsity.",
+    )
+    parser.add_argument("--version", action="version", version=f"yopo {__import__('yopo').__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, modname in COMMANDS.items():
+        importlib.import_module(modname).add_parser(sub, name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except (ValueError, TypeError, KeyError, FileNotFoundError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"yopo {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""``yopo prune``: score a freshly initialized model once, save the family, show one mask."""
+from __future__ import annotations
+
+import dataclasses
+import sys
+from dataclasses import dataclass
+
+from ..calibrate import MODES, ROBUST
+from ..config import add_dataclass_args, from_args, opt
+from ..saliency import YopoConfig
+
+
+@dataclass(frozen=True)
+class PruneArgs:
+    model: str = opt("resnet20", "architecture name (see `yopo models`)")
+    num_classes: int = opt(10, "classifier outputs")
+    sparsity: float = opt(0.9, "target fraction of prunable weights set to zero, in [0, 1)")
+    mode: str = opt("global", "global = YOPO-G, layerwise = per-layer stats with one alpha, local = YOPO-L", MODES)
+    robust: str = opt("mad", "threshold statistics: median/MAD or mean/STD", ROBUST)
+    min_keep: int = opt(1, "entries kept in every output row")
+    col_keep: int = opt(0, "entries kept in every input column")
+    seed: int = opt(0, "seed of the model initialization and of the scoring method")
+    method: str = opt("yopo", "scoring method (see `yopo methods`)")
+    exclude: tuple[str, ...] = opt((), "glob patterns of layers not to prune, or :first / :last")
+    device: str = opt("cpu", "device to score on (cpu, cuda, cuda:1, ...)")
+    out: str = opt("yopo_family.safetensors", "family artifact to write (saliency + fingerprint)")
+    mask_out: str | None = opt(None, "also write the mask at --sparsity, bit-packed")
+
+
+def add_parser(sub, name):
+    p = sub.add_parser(name, help="compute the once-only saliency of a model, save it, print a mask",
+                       description="Initialize MODEL with SEED, score it once (YOPO by default), write the "
+                       "family artifact to OUT and print the per-layer mask at SPARSITY.")
+    add_dataclass_args(p, PruneArgs)
+    add_dataclass_args(p, YopoConfig, group="YOPO saliency (method yopo)")
+    p.set_defaults(run=run)
+
+
+def layer_table(cal, file=sys.stdout) -> None:
+    rows = [(n, "x".join(map(str, m.shape)), int(m.sum()), m.numel()) for n, m in cal.masks.items()]
+    w = max(len(r[0]) for r in rows)
+    print(f"{'layer':{w}s}  {'shape':>16s}  {'kept':>10s}  {'total':>10s}  sparsity", file=file)
+    for n, shape, kept, total in rows:
+        print(f"{n:{w}s}  {shape:>16s}  {kept:>10d}  {total:>10d}  {1 - kept / total:.4f}", file=file)
+    print(f"{'total':{w}s}  {'':>16s}  {cal.kept:>10d}  {cal.total:>10d}  {cal.sparsity:.6f}"
+          f"  (target {cal.target:.6f}, mode {cal.mode}, alpha "
+          f"{'per layer' if cal.alpha is None else f'{cal.alpha:.6g}'})", file=file)
+
+
+def run(args) -> int:
+    import torch
+
+    from ..family import Family, save_mask
+    from ..layers import prunable_layers
+    from ..models import get_model
+    from ..registry import score
+
+    a = from_args(PruneArgs, args)
+    torch.manual_seed(a.seed)
+    model = get_model(a.model, num_classes=a.num_classes)
+    opts = dataclasses.asdict(from_args(YopoConfig, args)) if a.method == "yopo" else {}
+    scores = score(model, a.method, seed=a.seed, device=a.device, exclude=a.exclude, **opts)
+    layers = prunable_layers(model, exclude=a.exclude)
+    fam = Family.from_scores(scores, layers, method=a.method, settings=opts, seed=a.seed, model_name=a.model)
+    fam.meta.update(num_classes=a.num_classes, exclude=list(a.exclude))
+    cal = fam.calibrate(a.sparsity, mode=a.mode, robust=a.robust, min_keep=a.min_keep, col_keep=a.col_keep)
+    fam.save(a.out)
+    layer_table(cal)
+    print(f"wrote {a.out}")
+    if a.mask_out:
+        save_mask(a.mask_out, cal.masks, {"family": a.out, "sparsity": a.sparsity, "mode": a.mode,
+                                          "robust": a.robust, "model": a.model, "seed": a.seed})
+        print(f"wrote {a.mask_out}")
+    return 0

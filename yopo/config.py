@@ -1,0 +1,71 @@
+"""Frozen dataclasses are the single source of configuration; CLI flags are generated from them.
+
+A field's ``metadata`` may carry ``help`` and ``choices``. Booleans become ``--flag/--no-flag``
+pairs (never ``type=bool``, which parses "False" as true); ``tuple[str, ...]`` fields take several
+values.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import MISSING
+
+
+def opt(default, help: str = "", choices=None, **kw):
+    """Shorthand for a dataclass field with CLI metadata."""
+    md = {"help": help}
+    if choices is not None:
+        md["choices"] = list(choices)
+    if isinstance(default, (list, dict, set)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata=md, **kw)
+    return dataclasses.field(default=default, metadata=md, **kw)
+
+
+def _type_name(f) -> str:
+    t = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    return t.replace(" ", "")
+
+
+def add_dataclass_args(parser: argparse.ArgumentParser, cls, *, skip=(), prefix: str = "",
+                       group: str | None = None) -> None:
+    target = parser.add_argument_group(group) if group else parser
+    for f in dataclasses.fields(cls):
+        if f.name in skip or f.name.startswith("_"):
+            continue
+        flag = "--" + (prefix + f.name).replace("_", "-")
+        default = f.default if f.default is not MISSING else (
+            f.default_factory() if f.default_factory is not MISSING else None)
+        help_ = f.metadata.get("help", "")
+        choices = f.metadata.get("choices")
+        t = _type_name(f)
+        dest = prefix + f.name
+        required = f.default is MISSING and f.default_factory is MISSING
+        if t == "bool":
+            target.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=default,
+                                help=help_)
+        elif t.startswith("tuple[") or t.startswith("list["):
+            inner = t[t.index("[") + 1 :].split(",")[0].rstrip("]")
+            target.add_argument(flag, dest=dest, nargs="*", type={"int": int, "float": float}.get(inner, str),
+                                default=default, choices=choices, help=help_ + " (several values allowed)")
+        else:
+            base = t.split("|")[0]
+            conv = {"int": int, "float": float, "str": str}.get(base, str)
+            nullable = "None" in t
+            kwargs = dict(dest=dest, default=default, choices=choices, required=required,
+                          help=help_ + ("" if required else f" (default: {default})"))
+            kwargs["type"] = (lambda v, c=conv: None if v.lower() == "none" else c(v)) if nullable else conv
+            target.add_argument(flag, **kwargs)
+
+
+def from_args(cls, args: argparse.Namespace, *, prefix: str = "", **overrides):
+    """Build ``cls`` from parsed args (fields not on the namespace keep their defaults)."""
+    kw = {}
+    for f in dataclasses.fields(cls):
+        key = prefix + f.name
+        if hasattr(args, key):
+            v = getattr(args, key)
+            if isinstance(v, list):
+                v = tuple(v)
+            kw[f.name] = v
+    kw.update(overrides)
+    return cls(**kw)

@@ -1,0 +1,115 @@
+"""YOPO's once-only saliency: S = | |W| - VH | from a rank-r NMF of each layer's |W| (Sec. 3.2)."""
+from __future__ import annotations
+
+import warnings
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+
+from .config import opt
+from .layers import flat
+from .nmf import INITS, LOSSES, UPDATES, init_factors
+from .validate import check_choice, check_int, check_float
+
+NORMALIZE = ("none", "median")
+
+
+@dataclass(frozen=True)
+class YopoConfig:
+    """Settings of the YOPO saliency (paper defaults: rank 7, 200 MU steps, eps 1e-8)."""
+
+    rank: int = opt(7, "NMF rank r (clipped to min(out, in) with a warning)")
+    iters: int = opt(200, "multiplicative-update steps T")
+    init: str = opt("uniform", "factor init: seeded U[0,1), nonnegative SVD, or NNDSVD with zeros filled", INITS)
+    loss: str = opt("frobenius", "NMF objective", LOSSES)
+    normalize: str = opt("none", "divide |W| by median(|W|)+eps before the NMF", NORMALIZE)
+    per_channel: bool = opt(False, "factor each output row on its own (rank --per-channel-rank)")
+    per_channel_rank: int = opt(1, "rank of the per-output-channel factorization")
+    eps: float = opt(1e-8, "added to every multiplicative-update denominator")
+    max_batch_elems: int = opt(1 << 26, "cap on B*o*d per batched NMF call (memory)")
+
+    def validate(self) -> "YopoConfig":
+        check_int("rank", self.rank, 1)
+        check_int("iters", self.iters, 1)
+        check_int("per_channel_rank", self.per_channel_rank, 1)
+        check_int("max_batch_elems", self.max_batch_elems, 1)
+        check_choice("init", self.init, INITS)
+        check_choice("loss", self.loss, LOSSES)
+        check_choice("normalize", self.normalize, NORMALIZE)
+        check_float("eps", self.eps, 0.0, low_open=True)
+        return self
+
+
+def layer_seed(seed: int, name: str) -> int:
+    """A per-layer seed that depends only on the global seed and the parameter name."""
+    return (int(seed) * 1_000_003 + zlib.crc32(name.encode())) % (2**63 - 1)
+
+
+def residual(W: torch.Tensor, V: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
+    """S = |W - V H| for (B, o, d) batches or single (o, d) matrices; rank 0 gives S = W."""
+    return (W - V @ H).abs()
+
+
+def _prepare(w: torch.Tensor, name: str, cfg: YopoConfig) -> torch.Tensor:
+    if not torch.isfinite(w).all():
+        raise ValueError(f"weight {name!r} has NaN or Inf entries; saliency needs finite weights")
+    a = flat(w.detach()).abs().float()
+    if cfg.normalize == "median":
+        a = a / (a.flatten().kthvalue((a.numel() + 1) // 2).values + cfg.eps)
+    return a
+
+
+def yopo_saliency(weights: dict[str, torch.Tensor], cfg: YopoConfig, seed: int = 0,
+                  device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+    """Saliency for each named weight (any shape (o, ...)); returns float32 tensors of the same
+    shapes on ``device`` (default: each weight's device).
+
+    Layers whose flattened matrices have the same shape are factored together with batched matrix
+    products; each keeps its own seeded init, so batching does not change the factors.
+    """
+    cfg.validate()
+    groups: dict[tuple[int, int, int], list[str]] = defaultdict(list)
+    mats: dict[str, torch.Tensor] = {}
+    for name, w in weights.items():
+        dev = torch.device(device) if device is not None else w.device
+        a = _prepare(w, name, cfg).to(dev)
+        o, d = a.shape
+        if cfg.per_channel:
+            rank = min(cfg.per_channel_rank, d)
+            if rank < cfg.per_channel_rank:
+                warnings.warn(f"{name}: per_channel_rank {cfg.per_channel_rank} clipped to {rank} (= d)")
+        else:
+            rank = min(cfg.rank, o, d)
+            if rank < cfg.rank:
+                warnings.warn(f"{name}: rank {cfg.rank} clipped to {rank} = min(out={o}, in={d})")
+        mats[name] = a
+        groups[(o, d, rank)].append(name)
+
+    out: dict[str, torch.Tensor] = {}
+    update = UPDATES[cfg.loss]
+    for (o, d, rank), names in groups.items():
+        if cfg.per_channel:
+            # each output row is its own 1 x d matrix: the batch is the rows of the layer(s)
+            per = max(1, cfg.max_batch_elems // max(1, o * d))
+            for i in range(0, len(names), per):
+                chunk = names[i : i + per]
+                W = torch.cat([mats[n] for n in chunk]).unsqueeze(1)  # (len*o, 1, d)
+                seeds = [layer_seed(layer_seed(seed, n), str(row)) for n in chunk for row in range(o)]
+                V, H = init_factors(W, rank, cfg.init, seeds)
+                update(W, V, H, cfg.iters, cfg.eps)
+                S = residual(W, V, H).squeeze(1)
+                for j, n in enumerate(chunk):
+                    out[n] = S[j * o : (j + 1) * o].reshape(weights[n].shape)
+            continue
+        per = max(1, cfg.max_batch_elems // (o * d))
+        for i in range(0, len(names), per):
+            chunk = names[i : i + per]
+            W = torch.stack([mats[n] for n in chunk])
+            V, H = init_factors(W, rank, cfg.init, [layer_seed(seed, n) for n in chunk])
+            update(W, V, H, cfg.iters, cfg.eps)
+            S = residual(W, V, H)
+            for j, n in enumerate(chunk):
+                out[n] = S[j].reshape(weights[n].shape)
+    return {n: out[n] for n in weights}
