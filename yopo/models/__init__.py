@@ -1,13 +1,36 @@
-"""Models by name. ``get_model("resnet20", num_classes=10)``; ``available_models()`` lists them."""
+"""Models by name.
+
+``get_model("resnet20", num_classes=10)`` builds a freshly initialized model (seed torch first);
+``build(name, num_classes, init="kaiming_normal", seed=0)`` also seeds and applies an init scheme,
+so the same (name, num_classes, init, seed) gives bit-identical weights. ``available_models()``
+lists the registered names.
+
+Names:
+
+* CIFAR-style (3x3 stem, 32x32 inputs): ``resnet20/32/44/56/110`` (``width=``), ``vgg11/13/16/19``
+  (BN, global pooling), ``wrn28_10`` (and ``wrn16_8``, ``wrn28_2``, ``wrn40_4``; ``dropout=``),
+  ``cifar_resnet18/34/50/101`` (torchvision ResNet with a 3x3 stride-1 stem and no max-pool).
+* ImageNet-style (torchvision, random init, never downloads weights): ``resnet18/34/50/101``.
+* Any torchvision classification model: ``tv:<name>`` (``tv:mobilenet_v2``, ``tv:vgg16_bn``), and
+  unknown names fall back to ``torchvision.models`` when it has them.
+* timm (optional): ``timm:<name>``; a clear error when timm is not installed.
+* Small demo nets: ``mlp_mnist1d``, ``conv1d_mnist1d`` (inputs (N, 40) or (N, 1, 40)),
+  ``mlp_digits``, ``cnn_digits`` (sklearn digits, inputs (N, 1, 8, 8)).
+
+Common keywords: ``in_channels`` (input channels) and, for the MLPs/Conv1d nets, ``input_size``.
+"""
 from __future__ import annotations
 
 from typing import Callable
 
+import torch
 from torch import nn
 
 from ..validate import check_choice
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+INITS = ("default", "kaiming_normal", "xavier_normal", "normal")
 
 
 def register_model(name: str):
@@ -20,10 +43,11 @@ def register_model(name: str):
 
 
 def _load_builtin() -> None:
-    from . import cifar_resnet, cifar_vgg  # noqa: F401
+    from . import cifar_resnet, cifar_vgg, small, tv, wrn  # noqa: F401
 
 
 def available_models() -> list[str]:
+    """Registered names (``tv:<name>`` and ``timm:<name>`` work too but are not listed)."""
     _load_builtin()
     return sorted(_MODELS)
 
@@ -31,5 +55,61 @@ def available_models() -> list[str]:
 def get_model(name: str, num_classes: int = 10, **kwargs) -> nn.Module:
     """Build a freshly initialized model (seed torch first for a reproducible init)."""
     _load_builtin()
-    check_choice("model", name, sorted(_MODELS))
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"model={name!r} must be a non-empty string")
+    if name.startswith("tv:"):
+        from .tv import torchvision_model
+        return torchvision_model(name[3:], num_classes, **kwargs)
+    if name.startswith("timm:"):
+        from .tv import timm_model
+        return timm_model(name[5:], num_classes, **kwargs)
+    if name not in _MODELS:
+        from .tv import torchvision_names
+        if name in torchvision_names():
+            from .tv import torchvision_model
+            return torchvision_model(name, num_classes, **kwargs)
+        check_choice("model", name, sorted(_MODELS) + ["tv:<torchvision name>", "timm:<timm name>"])
     return _MODELS[name](num_classes=num_classes, **kwargs)
+
+
+@torch.no_grad()
+def init_weights(model: nn.Module, init: str = "kaiming_normal", std: float = 0.01) -> nn.Module:
+    """Re-initialize ``model`` in place with the global torch RNG (seed it first).
+
+    Conv/Linear weights: ``kaiming_normal`` (He, fan_in, ReLU gain), ``xavier_normal`` (Glorot) or
+    ``normal`` (N(0, std^2), std=0.01); their biases are set to 0. Norm layers get weight 1, bias 0.
+    ``default`` leaves PyTorch's (or the model's own) initialization untouched.
+    """
+    check_choice("init", init, INITS)
+    if init == "default":
+        return model
+    for m in model.modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)):
+            if init == "kaiming_normal":
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+            elif init == "xavier_normal":
+                nn.init.xavier_normal_(m.weight)
+            else:
+                nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)):
+            if getattr(m, "weight", None) is not None:
+                nn.init.ones_(m.weight)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+    return model
+
+
+def build(name: str, num_classes: int = 10, *, init: str = "default", seed: int | None = None,
+          **kwargs) -> nn.Module:
+    """Seeded build: ``torch.manual_seed(seed)`` (when given), construct, apply ``init``.
+
+    The same arguments give bit-identical weights. Note that seeding sets the *global* torch RNG,
+    as a training script does anyway.
+    """
+    check_choice("init", init, INITS)
+    if seed is not None:
+        torch.manual_seed(seed)
+    model = get_model(name, num_classes=num_classes, **kwargs)
+    return init_weights(model, init)

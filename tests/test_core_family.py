@@ -1,0 +1,99 @@
+"""The once-only family artifact, bit-packed masks and the CLI."""
+import os
+
+import pytest
+import torch
+
+import yopo
+from yopo.cli import main
+from yopo.family import Family, load_mask, save_mask
+from yopo.models import get_model
+
+
+def family(model, seed=0):
+    scores = yopo.score(model, "yopo", seed=seed, iters=20)
+    return Family.from_scores(scores, yopo.prunable_layers(model), method="yopo", settings={"iters": 20},
+                              seed=seed, model_name="tiny")
+
+
+def test_family_roundtrip_rethresholds_without_rescoring(tiny, tmp_path):
+    fam = family(tiny)
+    path = tmp_path / "fam.safetensors"
+    fam.save(path)
+    assert os.listdir(tmp_path) == ["fam.safetensors"]  # no temp file left behind
+    back = Family.load(path)
+    assert back.meta == fam.meta
+    for s in (0.5, 0.9, 0.97):
+        for mode in ("global", "layerwise", "local"):
+            a, b = fam.masks(s, mode=mode), back.masks(s, mode=mode)
+            assert all(torch.equal(a[k], b[k]) for k in a)
+    back.check(tiny)
+
+
+def test_family_mismatch_names_the_first_bad_layer(tiny, tmp_path):
+    fam = family(tiny)
+    other = get_model("resnet20", width=4)
+    with pytest.raises(ValueError, match="artifact layer 'conv2.weight'|'conv1.weight': artifact shape"):
+        fam.check(other)
+    tiny.fc1 = torch.nn.Linear(12, 17)
+    with pytest.raises(ValueError, match=r"layer 'fc1.weight': artifact shape \(16, 12\) but model shape \(17, 12\)"):
+        fam.check(tiny)
+
+
+def test_bitpacked_mask_roundtrip(tiny, tmp_path):
+    masks = family(tiny).masks(0.9)
+    save_mask(tmp_path / "m.safetensors", masks, {"sparsity": 0.9})
+    back, meta = load_mask(tmp_path / "m.safetensors")
+    assert meta["sparsity"] == 0.9
+    assert all(torch.equal(back[k], masks[k]) for k in masks)
+    size = os.path.getsize(tmp_path / "m.safetensors")
+    assert size < sum(m.numel() for m in masks.values()) // 8 + 2000
+    with pytest.raises(ValueError, match="yopo_format"):
+        Family.load(tmp_path / "m.safetensors")
+
+
+def test_cli_prune_and_inspect(tmp_path, capsys):
+    out = tmp_path / "r20.safetensors"
+    assert main(["prune", "--model", "resnet20", "--sparsity", "0.9", "--iters", "10", "--out", str(out),
+                 "--mask-out", str(tmp_path / "mask.safetensors")]) == 0
+    text = capsys.readouterr().out
+    assert "layer1.0.conv1.weight" in text and "0.900000" in text and "16x16x3x3" in text
+    assert main(["inspect", str(out), "--sparsity", "0.95", "--mode", "local"]) == 0
+    text = capsys.readouterr().out
+    assert '"model": "resnet20"' in text and "0.950000" in text
+    fam = Family.load(out)
+    torch.manual_seed(0)
+    fam.check(get_model("resnet20"))
+    # the CLI's artifact equals the library computed the same way
+    torch.manual_seed(0)
+    lib = yopo.score(get_model("resnet20"), "yopo", iters=10)
+    assert all(torch.equal(lib[k], fam.scores[k]) for k in lib)
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["prune", "--sparsity", "1.2"], "sparsity=1.2 is out of range; allowed: 0 <= sparsity < 1"),
+    (["prune", "--model", "alexnet9"], "model='alexnet9' is not allowed; choose one of"),
+    (["prune", "--rank", "0"], "rank=0 is out of range"),
+    (["prune", "--method", "nope"], "method='nope' is not allowed"),
+    (["inspect", "/nonexistent/file.safetensors"], "No such file"),
+])
+def test_cli_bad_input_is_one_line(argv, match, capsys, tmp_path):
+    argv = argv + (["--out", str(tmp_path / "x.safetensors")] if argv[0] == "prune" else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert match in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_cli_help_documents_every_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for cmd in ("prune", "inspect", "methods", "models"):
+        assert cmd in text
+    with pytest.raises(SystemExit):
+        main(["prune", "--help"])
+    text = capsys.readouterr().out
+    for flag in ("--sparsity", "--mode", "--robust", "--rank", "--iters", "--seed", "--out", "--per-channel",
+                 "--no-per-channel"):
+        assert flag in text
