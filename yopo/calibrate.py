@@ -47,16 +47,72 @@ def robust_stats(x: torch.Tensor, robust: str) -> tuple[float, float]:
         x64 = x.double()
         return float(x64.mean()), float(x64.std(unbiased=False)) if x.numel() > 1 else 0.0
     med = _median(x)
-    return med, _median((x.double() - med).abs())
+    return med, _median(x, transform=lambda t: t.double().sub_(med).abs_())
 
 
-def _median(x: torch.Tensor) -> float:
-    """The usual median (mean of the two middle values for even n), via kthvalue: O(n)."""
+_SELECT_MIN = 1 << 18  # below this many entries, plain kthvalue is as fast as the bracket
+_SAMPLE = 1 << 16
+_CHUNK = 1 << 20
+
+
+def _count(mask: torch.Tensor) -> int:
+    return int(torch.count_nonzero(mask))  # much faster than bool.sum() on CPU
+
+
+def _select(x: torch.Tensor, ks: list[int], transform=None) -> list[torch.Tensor]:
+    """The k-th smallest values (1-based) of ``transform(x)`` for each k in ``ks`` (close together):
+    exactly ``transform(x).kthvalue(k).values``. ``x`` is 1-D; ``transform`` is elementwise.
+
+    For large n, a deterministic strided sample brackets the answers between two sample quantiles
+    [lo, hi]; one chunked pass counts the entries below lo and keeps those in [lo, hi] (chunks stay
+    in cache, and ``transform`` is applied chunk by chunk, so e.g. a float64 copy of x is never
+    materialized). The small kept set gives the answers. If the bracket misses (possible only for
+    adversarial orderings), it falls back to kthvalue over everything, so results are always exact.
+    """
+    f = transform if transform is not None else (lambda t: t)
     n = x.numel()
-    lo = float(x.kthvalue((n + 1) // 2).values)
+    if n <= _SELECT_MIN:
+        y = f(x)
+        return [y.kthvalue(k).values for k in ks]
+    step = n // _SAMPLE
+    sample = f(x[::step].contiguous())
+    m = sample.numel()
+    slack = 4.0 * math.sqrt(m) + 2.0
+    lo_i = max(1, int(min(ks) / n * m - slack))
+    hi_i = min(m, int(max(ks) / n * m + slack) + 1)
+    lo = sample.kthvalue(lo_i).values if lo_i > 1 else None
+    hi = sample.kthvalue(hi_i).values if hi_i < m else None
+    below, inside = 0, []
+    for c in x.split(_CHUNK):
+        y = f(c)
+        if lo is not None:
+            below += _count(y < lo)
+            sel = y >= lo
+            if hi is not None:
+                sel &= y <= hi
+        else:
+            sel = y <= hi if hi is not None else torch.ones_like(y, dtype=torch.bool)
+        inside.append(y[sel])
+    inside = torch.cat(inside)
+    if all(below < k <= below + inside.numel() for k in ks):
+        return [inside.kthvalue(k - below).values for k in ks]
+    y = f(x)
+    return [y.kthvalue(k).values for k in ks]
+
+
+def _kth_smallest(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Exactly ``x.kthvalue(k).values`` for a 1-D x, by bracketed selection (see :func:`_select`)."""
+    return _select(x, [k])[0]
+
+
+def _median(x: torch.Tensor, transform=None) -> float:
+    """The usual median (mean of the two middle values for even n) of ``transform(x)``, by exact
+    selection: O(n)."""
+    n = x.numel()
     if n % 2:
-        return lo
-    return 0.5 * (lo + float(x.kthvalue(n // 2 + 1).values))
+        return float(_select(x, [(n + 1) // 2], transform)[0])
+    lo, hi = _select(x, [n // 2, n // 2 + 1], transform)
+    return 0.5 * (float(lo) + float(hi))
 
 
 def _safe_scale(scale: float, x: torch.Tensor) -> float:
@@ -70,18 +126,28 @@ def _safe_scale(scale: float, x: torch.Tensor) -> float:
 
 def topk_mask(key: torch.Tensor, k: int) -> torch.Tensor:
     """Boolean mask of the ``k`` largest entries of a 1-D ``key``; ties go to lower indices."""
+    return _topk_mask_cut(key, k)[0]
+
+
+def _topk_mask_cut(key: torch.Tensor, k: int) -> tuple[torch.Tensor, float]:
+    """:func:`topk_mask` and the largest value left out (-inf when nothing is left out)."""
     n = key.numel()
     if k >= n:
-        return torch.ones(n, dtype=torch.bool, device=key.device)
+        return torch.ones(n, dtype=torch.bool, device=key.device), -math.inf
     if k <= 0:
-        return torch.zeros(n, dtype=torch.bool, device=key.device)
-    v = key.kthvalue(n - k + 1).values  # the k-th largest value
+        return torch.zeros(n, dtype=torch.bool, device=key.device), float(key.max())
+    # the k-th largest value v, and the (k+1)-th largest: the largest one dropped
+    cut, v = _select(key, [n - k, n - k + 1])
     mask = key > v
-    need = k - int(mask.sum())
+    need = k - _count(mask)
     if need > 0:
-        ties = torch.nonzero(key == v).flatten()[:need]
-        mask[ties] = True
-    return mask
+        eq = key == v
+        if _count(eq) == need:  # the usual case: every tie fits
+            mask |= eq
+        else:
+            ties = torch.nonzero(eq).flatten()[:need]
+            mask[ties] = True
+    return mask, float(cut)
 
 
 def _keep_best_along(key2d: torch.Tensor, m: int, dim: int) -> torch.Tensor:
@@ -89,6 +155,9 @@ def _keep_best_along(key2d: torch.Tensor, m: int, dim: int) -> torch.Tensor:
     size = key2d.shape[dim]
     if m >= size:
         return torch.ones_like(key2d, dtype=torch.bool)
+    if m == 1:  # argmax returns the first maximal index: the same entry, one pass
+        out = torch.zeros_like(key2d, dtype=torch.bool)
+        return out.scatter_(dim, key2d.argmax(dim=dim, keepdim=True), True)
     v = key2d.topk(m, dim=dim).values.narrow(dim, m - 1, 1)  # m-th largest along dim
     above = key2d > v
     eq = key2d == v
@@ -124,7 +193,8 @@ def _validate_scores(scores: dict[str, torch.Tensor]) -> None:
     for name, s in scores.items():
         if not isinstance(s, torch.Tensor) or s.dim() < 1 or s.numel() == 0:
             raise ValueError(f"scores[{name!r}] must be a non-empty tensor; got {type(s).__name__}")
-        if not torch.isfinite(s).all():
+        lo, hi = torch.aminmax(s.detach()) if s.is_floating_point() else (s.min(), s.max())
+        if not (torch.isfinite(lo) and torch.isfinite(hi)):  # NaN propagates through min/max
             raise ValueError(f"scores[{name!r}] has NaN or Inf entries; scores must be finite")
 
 
@@ -194,7 +264,7 @@ def mort(scores: dict[str, torch.Tensor], sparsity, mode: str = "global", robust
     sizes = [S2[n].numel() for n in names]
     total = sum(sizes)
     forced = {n: _forced(S2[n], min_keep, col_keep) for n in names}
-    lows = [int(forced[n].sum()) for n in names]
+    lows = [_count(forced[n]) for n in names]
     F = sum(lows)
 
     if per_layer is not None:
@@ -223,12 +293,11 @@ def mort(scores: dict[str, torch.Tensor], sparsity, mode: str = "global", robust
     elif mode == "local":
         for n, k in zip(names, ks):
             key = S2[n].flatten()
-            m = topk_mask(torch.where(forced[n].flatten(), torch.inf, key), k)
+            # forced entries are never dropped, so the cut is the largest dropped score
+            m, tau = _topk_mask_cut(key.masked_fill(forced[n].flatten(), torch.inf), k)
             cal.masks[n] = m
             loc, scale = robust_stats(key, robust)
             scale = _safe_scale(scale, key)
-            dropped = key[~m]
-            tau = float(dropped.max()) if dropped.numel() else -math.inf
             cal.thresholds[n] = tau
             cal.alphas[n] = (tau - loc) / scale
     else:
@@ -247,18 +316,17 @@ def mort(scores: dict[str, torch.Tensor], sparsity, mode: str = "global", robust
                 keys.append((x - loc) / scale)
                 locs.append(loc)
                 scales.append(scale)
-        pooled_key = torch.cat([torch.where(forced[n].flatten(), torch.inf, k) for n, k in zip(names, keys)])
-        keep = topk_mask(pooled_key, K)
-        raw = torch.cat(keys)
-        dropped = raw[~keep]
-        cut = float(dropped.max()) if dropped.numel() else -math.inf  # largest dropped key
+        raw = pooled if mode == "global" else torch.cat(keys)
+        # forced entries first (+inf); dropped entries are never forced, so the largest dropped
+        # key is the (total - K)-th smallest of the forced-first key
+        keep, cut = _topk_mask_cut(raw.masked_fill_(torch.cat([forced[n].flatten() for n in names]), torch.inf), K)
         alpha = cut if mode == "layerwise" else (cut - locs[0]) / scales[0]
         cal.alpha = alpha
         for n, part, loc, scale in zip(names, keep.split(sizes), locs, scales):
             cal.masks[n] = part
             cal.thresholds[n] = loc + alpha * scale
     cal.masks = {n: cal.masks[n].reshape(scores[n].shape) for n in names}
-    cal.kept = sum(int(m.sum()) for m in cal.masks.values())
+    cal.kept = sum(_count(m) for m in cal.masks.values())
     return cal
 
 

@@ -69,3 +69,35 @@ def from_args(cls, args: argparse.Namespace, *, prefix: str = "", **overrides):
             kw[f.name] = v
     kw.update(overrides)
     return cls(**kw)
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def parse_options(cls, items) -> dict:
+    """``["k=v", ...]`` -> {k: v converted to the field type of dataclass ``cls``}. Booleans accept
+    true/false/yes/no/on/off/1/0 and nothing else (so "False" never parses as true)."""
+    fields = {f.name: _type_name(f) for f in dataclasses.fields(cls)}
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in fields:
+            raise ValueError(f"option {item!r} must be KEY=VALUE with KEY one of {sorted(fields)}")
+        t = fields[key].split("|")[0]
+        if t == "bool":
+            low = value.strip().lower()
+            if low not in _TRUE + _FALSE:
+                raise ValueError(f"option {key}={value!r} is not a boolean; use one of {list(_TRUE + _FALSE)}")
+            out[key] = low in _TRUE
+        elif t.startswith("tuple["):
+            inner = t[6:].split(",")[0].rstrip("]")
+            conv = {"int": int, "float": float}.get(inner, str)
+            out[key] = tuple(conv(v) for v in value.split(",") if v)
+        else:
+            conv = {"int": int, "float": float}.get(t, str)
+            try:
+                out[key] = None if value.lower() == "none" and "None" in fields[key] else conv(value)
+            except ValueError:
+                raise ValueError(f"option {key}={value!r} must be of type {t}") from None
+    return out

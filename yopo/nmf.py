@@ -26,8 +26,8 @@ def init_factors(W: torch.Tensor, rank: int, init: str, seeds: list[int]) -> tup
             g = torch.Generator().manual_seed(int(s))
             Vs.append(torch.rand(o, rank, generator=g))
             Hs.append(torch.rand(rank, d, generator=g))
-        V = torch.stack(Vs).to(device=W.device, dtype=W.dtype)
-        H = torch.stack(Hs).to(device=W.device, dtype=W.dtype)
+        V = torch.stack(Vs).to(device=W.device, dtype=_factor_dtype(W))
+        H = torch.stack(Hs).to(device=W.device, dtype=_factor_dtype(W))
         return V, H
     if init in ("nndsvd", "nndsvda"):
         return _nndsvd(W, rank, fill=init == "nndsvda")
@@ -62,63 +62,239 @@ def _nndsvd(W: torch.Tensor, rank: int, fill: bool) -> tuple[torch.Tensor, torch
         mean = W.double().mean(dim=(1, 2), keepdim=True)
         V = torch.where(V == 0, mean.expand_as(V), V)
         H = torch.where(H == 0, mean.expand_as(H), H)
-    return V.to(W.dtype), H.to(W.dtype)
+    return V.to(_factor_dtype(W)), H.to(_factor_dtype(W))
+
+
+def _factor_dtype(W: torch.Tensor) -> torch.dtype:
+    """Factors are float32 for float32 / reduced-precision W (float64 W keeps float64)."""
+    return torch.float64 if W.dtype == torch.float64 else torch.float32
+
+
+class _Products:
+    """The two products that read W, with W stored in float32, bfloat16 or float16.
+
+    Factors are kept in float32; for reduced-precision storage they are cast to W's dtype for the
+    product (the GEMM accumulates in float32 and rounds its (o, r) / (r, d) result once), and the
+    result is widened back into a float32 buffer. Layouts are chosen for CPU GEMM speed: W (B, o, d)
+    row-major, H (B, r, d) row-major; W H^T reads H through a transposed view and V^T W reads V
+    through a transposed view, so nothing of size o x d is ever transposed or copied.
+    """
+
+    def __init__(self, W: torch.Tensor, r: int):
+        self.W = W
+        self.low = W.dtype in (torch.bfloat16, torch.float16)
+        B, o, d = W.shape
+        if self.low:
+            self.tmp_v = W.new_empty(B, o, r)
+            self.tmp_h = W.new_empty(B, r, d)
+            self.cast_v = W.new_empty(B, o, r)
+            self.cast_h = W.new_empty(B, r, d)
+
+    def wht(self, H: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """out = W H^T (B, o, r)."""
+        if not self.low:
+            return torch.bmm(self.W, H.transpose(1, 2), out=out)
+        self.cast_h.copy_(H)
+        torch.bmm(self.W, self.cast_h.transpose(1, 2), out=self.tmp_v)
+        return out.copy_(self.tmp_v)
+
+    def vtw(self, V: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """out = V^T W (B, r, d)."""
+        if not self.low:
+            return torch.bmm(V.transpose(1, 2), self.W, out=out)
+        self.cast_v.copy_(V)
+        torch.bmm(self.cast_v.transpose(1, 2), self.W, out=self.tmp_h)
+        return out.copy_(self.tmp_h)
 
 
 def mu_frobenius(W: torch.Tensor, V: torch.Tensor, H: torch.Tensor, iters: int, eps: float) -> None:
-    """In-place Euclidean MU: V <- V*(W H^T)/(V H H^T + eps); H <- H*(V^T W)/(V^T V H + eps)."""
+    """In-place Euclidean MU (paper eq. 8): V <- V*(W H^T)/(V (H H^T) + eps);
+    H <- H*(V^T W)/((V^T V) H + eps).
+
+    Two passes over W per step (one per factor; the H update needs the new V, so they cannot be
+    merged without changing the algorithm). Every buffer is allocated once, before the loop.
+    """
     B, o, d = W.shape
     r = V.shape[-1]
-    Wt = W.transpose(1, 2)
-    num_v = W.new_empty(B, o, r)
-    den_v = W.new_empty(B, o, r)
-    num_h = W.new_empty(B, d, r)  # (V^T W)^T, computed as W^T V to keep a row-major W
-    den_h = W.new_empty(B, d, r)
-    gram = W.new_empty(B, r, r)
-    Ht = H.transpose(1, 2).contiguous()  # work with H^T (B, d, r): both products read W once
+    prod = _Products(W, r)
+    num_v = V.new_empty(B, o, r)
+    den_v = V.new_empty(B, o, r)
+    num_h = V.new_empty(B, r, d)
+    den_h = V.new_empty(B, r, d)
+    gram = V.new_empty(B, r, r)
     for _ in range(iters):
-        torch.bmm(W, Ht, out=num_v)
-        torch.bmm(Ht.transpose(1, 2), Ht, out=gram)
+        prod.wht(H, num_v)
+        torch.bmm(H, H.transpose(1, 2), out=gram)
         torch.bmm(V, gram, out=den_v)
         V.mul_(num_v.div_(den_v.add_(eps)))
-        torch.bmm(Wt, V, out=num_h)
+        prod.vtw(V, num_h)
         torch.bmm(V.transpose(1, 2), V, out=gram)
-        torch.bmm(Ht, gram, out=den_h)
-        Ht.mul_(num_h.div_(den_h.add_(eps)))
-    H.copy_(Ht.transpose(1, 2))
+        torch.bmm(gram, H, out=den_h)
+        H.mul_(num_h.div_(den_h.add_(eps)))
+
+
+def amu_frobenius(W: torch.Tensor, V: torch.Tensor, H: torch.Tensor, iters: int, eps: float,
+                  alpha: float = 1.0, delta: float = 0.1, max_inner: int = 20) -> None:
+    """Accelerated MU (Gillis & Glineur 2012): per pass over W, W H^T and H H^T are computed once and
+    reused for several cheap V updates (cost O(o r^2) each), then the same for H. The number of
+    inner updates is 1 + floor(alpha * rho) with rho = 1 + (o d + d r)/(o r + o) (the cost ratio of
+    a pass over W to an inner update), at most ``max_inner``; the inner loop stops early once an
+    update changes the factor by less than ``delta`` times the first change. ``iters`` counts
+    passes over W (outer iterations)."""
+    B, o, d = W.shape
+    r = V.shape[-1]
+    prod = _Products(W, r)
+    num_v = V.new_empty(B, o, r)
+    den_v = V.new_empty(B, o, r)
+    num_h = V.new_empty(B, r, d)
+    den_h = V.new_empty(B, r, d)
+    gram = V.new_empty(B, r, r)
+    old_v = V.new_empty(B, o, r)
+    old_h = V.new_empty(B, r, d)
+    inner_v = min(max_inner, 1 + int(alpha * (1 + (o * d + d * r) / (o * r + o))))
+    inner_h = min(max_inner, 1 + int(alpha * (1 + (o * d + o * r) / (d * r + d))))
+
+    def inner(X, num, den, old, gram, left, steps):
+        first = None
+        for k in range(steps):
+            old.copy_(X)
+            if left:
+                torch.bmm(X, gram, out=den)
+            else:
+                torch.bmm(gram, X, out=den)
+            X.mul_(num / den.add_(eps))
+            if steps > 1:
+                change = float(old.sub_(X).square().sum())
+                if first is None:
+                    first = change
+                elif change <= delta * delta * first:
+                    break
+
+    for _ in range(iters):
+        prod.wht(H, num_v)
+        torch.bmm(H, H.transpose(1, 2), out=gram)
+        inner(V, num_v, den_v, old_v, gram, True, inner_v)
+        prod.vtw(V, num_h)
+        torch.bmm(V.transpose(1, 2), V, out=gram)
+        inner(H, num_h, den_h, old_h, gram, False, inner_h)
+
+
+def hals_frobenius(W: torch.Tensor, V: torch.Tensor, H: torch.Tensor, iters: int, eps: float,
+                   inner: int = 3) -> None:
+    """Accelerated HALS (Cichocki & Phan 2009; Gillis & Glineur 2012): exact block-coordinate updates
+    of one rank-one component at a time, V[:, k] <- max(eps, V[:, k] + (A[:, k] - V G[:, k]) / G[k, k])
+    with A = W H^T and G = H H^T computed once per pass over W and reused for ``inner`` sweeps;
+    the same for the rows of H. Factors stay >= eps so the support never dies (a zero entry of V/H
+    could not come back to life in MU-style refinements). ``iters`` counts passes over W."""
+    B, o, d = W.shape
+    r = V.shape[-1]
+    prod = _Products(W, r)
+    A = V.new_empty(B, o, r)
+    Ah = V.new_empty(B, r, d)
+    G = V.new_empty(B, r, r)
+    Vt = V.transpose(1, 2).contiguous()  # (B, r, o): a component of V is a contiguous row
+    for _ in range(iters):
+        # --- V: A = W H^T (B, o, r), G = H H^T
+        prod.wht(H, A)
+        At = A.transpose(1, 2).contiguous()
+        torch.bmm(H, H.transpose(1, 2), out=G)
+        Gd = G.diagonal(dim1=1, dim2=2).clamp_min(eps).unsqueeze(-1)  # (B, r, 1)
+        for _s in range(inner):
+            for k in range(r):
+                # Vt[k] += (At[k] - G[k, :] Vt) / G[k, k]
+                step = torch.bmm(G[:, k : k + 1, :], Vt).neg_().add_(At[:, k : k + 1, :]).div_(Gd[:, k : k + 1])
+                Vt[:, k : k + 1, :].add_(step).clamp_(min=eps)
+        V.copy_(Vt.transpose(1, 2))
+        # --- H: Ah = V^T W (B, r, d), G = V^T V
+        prod.vtw(V, Ah)
+        torch.bmm(Vt, V, out=G)
+        Gd = G.diagonal(dim1=1, dim2=2).clamp_min(eps).unsqueeze(-1)
+        for _s in range(inner):
+            for k in range(r):
+                step = torch.bmm(G[:, k : k + 1, :], H).neg_().add_(Ah[:, k : k + 1, :]).div_(Gd[:, k : k + 1])
+                H[:, k : k + 1, :].add_(step).clamp_(min=eps)
 
 
 def mu_kl(W: torch.Tensor, V: torch.Tensor, H: torch.Tensor, iters: int, eps: float) -> None:
-    """In-place MU for the generalized KL divergence D(W || VH) (Lee & Seung 2001)."""
+    """In-place MU for the generalized KL divergence D(W || VH) (Lee & Seung 2001).
+    Work buffers (including the (B, o, d) ratio) are allocated once."""
+    Wf = W.float() if W.dtype != V.dtype else W
+    B, o, d = W.shape
+    r = V.shape[-1]
+    R = V.new_empty(B, o, d)
+    num_v = V.new_empty(B, o, r)
+    num_h = V.new_empty(B, r, d)
     for _ in range(iters):
-        R = W / (torch.bmm(V, H) + eps)
-        V.mul_(torch.bmm(R, H.transpose(1, 2)) / (H.sum(dim=2).unsqueeze(1) + eps))
-        R = W / (torch.bmm(V, H) + eps)
-        H.mul_(torch.bmm(V.transpose(1, 2), R) / (V.sum(dim=1).unsqueeze(2) + eps))
+        torch.bmm(V, H, out=R)
+        torch.div(Wf, R.add_(eps), out=R)
+        torch.bmm(R, H.transpose(1, 2), out=num_v)
+        V.mul_(num_v.div_(H.sum(dim=2).unsqueeze(1).add_(eps)))
+        torch.bmm(V, H, out=R)
+        torch.div(Wf, R.add_(eps), out=R)
+        torch.bmm(V.transpose(1, 2), R, out=num_h)
+        H.mul_(num_h.div_(V.sum(dim=1).unsqueeze(2).add_(eps)))
 
 
 def mu_is(W: torch.Tensor, V: torch.Tensor, H: torch.Tensor, iters: int, eps: float) -> None:
-    """In-place MU for the Itakura-Saito divergence (Fevotte et al. 2009, beta = 0)."""
+    """In-place MU for the Itakura-Saito divergence (Fevotte et al. 2009, beta = 0).
+    Work buffers (two (B, o, d) ones) are allocated once."""
+    Wf = W.float() if W.dtype != V.dtype else W
+    B, o, d = W.shape
+    r = V.shape[-1]
+    P = V.new_empty(B, o, d)
+    Q = V.new_empty(B, o, d)
+    num_v, den_v = V.new_empty(B, o, r), V.new_empty(B, o, r)
+    num_h, den_h = V.new_empty(B, r, d), V.new_empty(B, r, d)
     for _ in range(iters):
-        P = torch.bmm(V, H) + eps
-        V.mul_(torch.bmm(W / P.square(), H.transpose(1, 2)) / (torch.bmm(1.0 / P, H.transpose(1, 2)) + eps))
-        P = torch.bmm(V, H) + eps
-        H.mul_(torch.bmm(V.transpose(1, 2), W / P.square()) / (torch.bmm(V.transpose(1, 2), 1.0 / P) + eps))
+        torch.bmm(V, H, out=P)
+        P.add_(eps).reciprocal_()  # 1/P
+        torch.mul(Wf, P, out=Q).mul_(P)  # W/P^2
+        torch.bmm(Q, H.transpose(1, 2), out=num_v)
+        torch.bmm(P, H.transpose(1, 2), out=den_v)
+        V.mul_(num_v.div_(den_v.add_(eps)))
+        torch.bmm(V, H, out=P)
+        P.add_(eps).reciprocal_()
+        torch.mul(Wf, P, out=Q).mul_(P)
+        torch.bmm(V.transpose(1, 2), Q, out=num_h)
+        torch.bmm(V.transpose(1, 2), P, out=den_h)
+        H.mul_(num_h.div_(den_h.add_(eps)))
 
 
 UPDATES = {"frobenius": mu_frobenius, "kl": mu_kl, "is": mu_is}
+SOLVERS = ("mu", "amu", "hals")
+FAST_SOLVERS = {"amu": amu_frobenius, "hals": hals_frobenius}  # Frobenius loss only
+
+
+def get_update(loss: str, solver: str = "mu"):
+    """The in-place update ``fn(W, V, H, iters, eps)`` for a loss and solver."""
+    if solver not in SOLVERS:
+        raise ValueError(f"solver={solver!r} is not allowed; choose one of {list(SOLVERS)}")
+    if loss not in UPDATES:
+        raise ValueError(f"loss={loss!r} is not allowed; choose one of {list(LOSSES)}")
+    if solver == "mu":
+        return UPDATES[loss]
+    if loss != "frobenius":
+        raise ValueError(f"solver={solver!r} supports loss='frobenius' only; got loss={loss!r}")
+    return FAST_SOLVERS[solver]
+
+
+def objective(W: torch.Tensor, V: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
+    """||W - V H||_F^2 per matrix of the batch (float64)."""
+    return (W.double() - V.double() @ H.double()).square().sum(dim=(-2, -1))
 
 
 def nmf(W: torch.Tensor, rank: int, iters: int, *, init: str = "uniform", loss: str = "frobenius",
-        eps: float = 1e-8, seeds: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Factor a batch ``W`` (B, o, d) >= 0 into V (B, o, rank), H (B, rank, d)."""
+        eps: float = 1e-8, seeds: list[int] | None = None, solver: str = "mu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Factor a batch ``W`` (B, o, d) >= 0 into float32 V (B, o, rank), H (B, rank, d).
+
+    ``W`` may be stored in bfloat16/float16 (products accumulate in float32, factors stay float32).
+    """
     if W.dim() != 3:
         raise ValueError(f"W must have shape (B, o, d); got {tuple(W.shape)}")
-    if loss not in UPDATES:
-        raise ValueError(f"loss={loss!r} is not allowed; choose one of {list(LOSSES)}")
+    update = get_update(loss, solver)
     seeds = list(range(W.shape[0])) if seeds is None else seeds
     V, H = init_factors(W, rank, init, seeds)
-    UPDATES[loss](W, V, H, iters, eps)
+    update(W, V, H, iters, eps)
     return V, H
 
 

@@ -87,6 +87,15 @@ def make_config(method: Method, opts: dict):
     return cfg.validate() if hasattr(cfg, "validate") else cfg
 
 
+def with_target(method: str, opts: dict, sparsity: float) -> dict:
+    """Iterative methods (SynFlow, Iter-SNIP) and expander masks prune to a native sparsity; unless
+    the caller set ``target_sparsity`` explicitly, it is the calibration target."""
+    fields = {f.name for f in dataclasses.fields(get_method(method).config)}
+    if "target_sparsity" in fields and "target_sparsity" not in opts and not isinstance(sparsity, dict):
+        return {**opts, "target_sparsity": sparsity}
+    return opts
+
+
 def _snapshot(model: nn.Module):
     return ({k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items() if isinstance(v, torch.Tensor)},
             [(m, m.training) for m in model.modules()],

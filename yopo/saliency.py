@@ -1,6 +1,7 @@
 """YOPO's once-only saliency: S = | |W| - VH | from a rank-r NMF of each layer's |W| (Sec. 3.2)."""
 from __future__ import annotations
 
+import contextlib
 import warnings
 import zlib
 from collections import defaultdict
@@ -10,10 +11,12 @@ import torch
 
 from .config import opt
 from .layers import flat
-from .nmf import INITS, LOSSES, UPDATES, init_factors
+from .nmf import INITS, LOSSES, SOLVERS, get_update, init_factors
 from .validate import check_choice, check_int, check_float
 
 NORMALIZE = ("none", "median")
+STORAGE_DTYPES = ("float32", "bfloat16", "float16")
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass(frozen=True)
@@ -28,13 +31,24 @@ class YopoConfig:
     per_channel: bool = opt(False, "factor each output row on its own (rank --per-channel-rank)")
     per_channel_rank: int = opt(1, "rank of the per-output-channel factorization")
     eps: float = opt(1e-8, "added to every multiplicative-update denominator")
-    max_batch_elems: int = opt(1 << 26, "cap on B*o*d per batched NMF call (memory)")
+    max_batch_elems: int = opt(1 << 22, "cap on B*o*d per batched NMF call (keeps a batch in cache; memory)")
+    solver: str = opt("mu", "NMF solver: mu = the paper's multiplicative updates; amu = accelerated MU, "
+                      "hals = accelerated HALS (frobenius loss; ~20 passes reach MU-200's objective)", SOLVERS)
+    storage_dtype: str = opt("float32", "dtype |W| is stored in during the NMF (products accumulate in "
+                             "float32, factors and the residual stay float32)", STORAGE_DTYPES)
+    threads: int = opt(0, "intra-op CPU threads during the NMF (0 = auto: 1 for batches under 2^20 entries, "
+                       "where threads only add synchronization, else torch's setting)")
 
     def validate(self) -> "YopoConfig":
         check_int("rank", self.rank, 1)
         check_int("iters", self.iters, 1)
         check_int("per_channel_rank", self.per_channel_rank, 1)
         check_int("max_batch_elems", self.max_batch_elems, 1)
+        check_int("threads", self.threads, 0)
+        check_choice("solver", self.solver, SOLVERS)
+        check_choice("storage_dtype", self.storage_dtype, STORAGE_DTYPES)
+        if self.solver != "mu" and self.loss != "frobenius":
+            raise ValueError(f"solver={self.solver!r} supports loss='frobenius' only; got loss={self.loss!r}")
         check_choice("init", self.init, INITS)
         check_choice("loss", self.loss, LOSSES)
         check_choice("normalize", self.normalize, NORMALIZE)
@@ -48,68 +62,105 @@ def layer_seed(seed: int, name: str) -> int:
 
 
 def residual(W: torch.Tensor, V: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
-    """S = |W - V H| for (B, o, d) batches or single (o, d) matrices; rank 0 gives S = W."""
-    return (W - V @ H).abs()
+    """S = |W - V H| for (B, o, d) batches or single (o, d) matrices; rank 0 gives S = W.
+    One (o, d) temporary: |VH - W| is computed in place (bitwise equal to |W - VH|)."""
+    if V.shape[-1] == 0:
+        return W.abs()
+    return torch.matmul(V, H).sub_(W).abs_()
 
 
-def _prepare(w: torch.Tensor, name: str, cfg: YopoConfig) -> torch.Tensor:
+@contextlib.contextmanager
+def _threads(n: int):
+    """Temporarily set torch's intra-op thread count (n = 0: leave it)."""
+    if n <= 0 or n == torch.get_num_threads():
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _prepare(w: torch.Tensor, name: str, cfg: YopoConfig, device=None) -> torch.Tensor:
     if not torch.isfinite(w).all():
         raise ValueError(f"weight {name!r} has NaN or Inf entries; saliency needs finite weights")
-    a = flat(w.detach()).abs().float()
+    w = w.detach()
+    if device is not None:
+        w = w.to(device)
+    a = flat(w).abs().float()
     if cfg.normalize == "median":
         a = a / (a.flatten().kthvalue((a.numel() + 1) // 2).values + cfg.eps)
     return a
 
 
+def layer_rank(name: str, o: int, d: int, cfg: YopoConfig) -> int:
+    """The NMF rank used for an (o, d) layer (clipped, with a warning)."""
+    if cfg.per_channel:
+        rank = min(cfg.per_channel_rank, d)
+        if rank < cfg.per_channel_rank:
+            warnings.warn(f"{name}: per_channel_rank {cfg.per_channel_rank} clipped to {rank} (= d)")
+    else:
+        rank = min(cfg.rank, o, d)
+        if rank < cfg.rank:
+            warnings.warn(f"{name}: rank {cfg.rank} clipped to {rank} = min(out={o}, in={d})")
+    return rank
+
+
+_SMALL = 1 << 20
+
+
+def _factor_batch(W: torch.Tensor, rank: int, seeds: list[int], cfg: YopoConfig) -> torch.Tensor:
+    """S = |W - VH| for a (B, o, d) float32 batch, factoring a copy stored in cfg.storage_dtype."""
+    store = _DTYPES[cfg.storage_dtype]
+    Ws = W if store == W.dtype else W.to(store)
+    V, H = init_factors(Ws, rank, cfg.init, seeds)
+    n = cfg.threads if cfg.threads > 0 else (1 if W.numel() < _SMALL and W.device.type == "cpu" else 0)
+    with _threads(n):
+        get_update(cfg.loss, cfg.solver)(Ws, V, H, cfg.iters, cfg.eps)
+    del Ws
+    return residual(W, V, H)
+
+
 def yopo_saliency(weights: dict[str, torch.Tensor], cfg: YopoConfig, seed: int = 0,
                   device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
     """Saliency for each named weight (any shape (o, ...)); returns float32 tensors of the same
-    shapes on ``device`` (default: each weight's device).
+    shapes on ``device`` (default: each weight's device), computed there.
 
     Layers whose flattened matrices have the same shape are factored together with batched matrix
-    products; each keeps its own seeded init, so batching does not change the factors.
+    products (at most ``cfg.max_batch_elems`` entries per batch, so a batch stays cache-resident);
+    each keeps its own seeded init, so batching does not change the factors.
     """
     cfg.validate()
     groups: dict[tuple[int, int, int], list[str]] = defaultdict(list)
     mats: dict[str, torch.Tensor] = {}
     for name, w in weights.items():
         dev = torch.device(device) if device is not None else w.device
-        a = _prepare(w, name, cfg).to(dev)
+        a = _prepare(w, name, cfg, dev)
         o, d = a.shape
-        if cfg.per_channel:
-            rank = min(cfg.per_channel_rank, d)
-            if rank < cfg.per_channel_rank:
-                warnings.warn(f"{name}: per_channel_rank {cfg.per_channel_rank} clipped to {rank} (= d)")
-        else:
-            rank = min(cfg.rank, o, d)
-            if rank < cfg.rank:
-                warnings.warn(f"{name}: rank {cfg.rank} clipped to {rank} = min(out={o}, in={d})")
         mats[name] = a
-        groups[(o, d, rank)].append(name)
+        groups[(o, d, layer_rank(name, o, d, cfg))].append(name)
 
     out: dict[str, torch.Tensor] = {}
-    update = UPDATES[cfg.loss]
-    for (o, d, rank), names in groups.items():
-        if cfg.per_channel:
-            # each output row is its own 1 x d matrix: the batch is the rows of the layer(s)
-            per = max(1, cfg.max_batch_elems // max(1, o * d))
+    with torch.no_grad():
+        for (o, d, rank), names in groups.items():
+            if cfg.per_channel:
+                # each output row is its own 1 x d matrix: the batch is the rows of the layer(s)
+                per = max(1, cfg.max_batch_elems // max(1, o * d))
+                for i in range(0, len(names), per):
+                    chunk = names[i : i + per]
+                    W = torch.cat([mats[n] for n in chunk]).unsqueeze(1)  # (len*o, 1, d)
+                    seeds = [layer_seed(layer_seed(seed, n), str(row)) for n in chunk for row in range(o)]
+                    S = _factor_batch(W, rank, seeds, cfg).squeeze(1)
+                    for j, n in enumerate(chunk):
+                        out[n] = S[j * o : (j + 1) * o].reshape(weights[n].shape)
+                continue
+            per = max(1, cfg.max_batch_elems // (o * d))
             for i in range(0, len(names), per):
                 chunk = names[i : i + per]
-                W = torch.cat([mats[n] for n in chunk]).unsqueeze(1)  # (len*o, 1, d)
-                seeds = [layer_seed(layer_seed(seed, n), str(row)) for n in chunk for row in range(o)]
-                V, H = init_factors(W, rank, cfg.init, seeds)
-                update(W, V, H, cfg.iters, cfg.eps)
-                S = residual(W, V, H).squeeze(1)
+                W = mats[chunk[0]].unsqueeze(0) if len(chunk) == 1 else torch.stack([mats[n] for n in chunk])
+                S = _factor_batch(W, rank, [layer_seed(seed, n) for n in chunk], cfg)
                 for j, n in enumerate(chunk):
-                    out[n] = S[j * o : (j + 1) * o].reshape(weights[n].shape)
-            continue
-        per = max(1, cfg.max_batch_elems // (o * d))
-        for i in range(0, len(names), per):
-            chunk = names[i : i + per]
-            W = torch.stack([mats[n] for n in chunk])
-            V, H = init_factors(W, rank, cfg.init, [layer_seed(seed, n) for n in chunk])
-            update(W, V, H, cfg.iters, cfg.eps)
-            S = residual(W, V, H)
-            for j, n in enumerate(chunk):
-                out[n] = S[j].reshape(weights[n].shape)
+                    out[n] = S[j].reshape(weights[n].shape)
     return {n: out[n] for n in weights}

@@ -8,9 +8,13 @@ import sys
 # subcommand name -> module (imported lazily so `yopo --help` stays fast)
 COMMANDS = {
     "prune": "yopo.cli.prune",
+    "train": "yopo.cli.train",
     "inspect": "yopo.cli.inspect",
     "methods": "yopo.cli.listing",
     "models": "yopo.cli.listing",
+    "hf": "yopo.cli.hf",
+    "sweep": "yopo.cli.sweep",
+    "report": "yopo.cli.report",
 }
 
 

@@ -6,7 +6,8 @@ import sys
 from dataclasses import dataclass
 
 from ..calibrate import MODES, ROBUST
-from ..config import add_dataclass_args, from_args, opt
+from ..config import add_dataclass_args, from_args, opt, parse_options
+from ..models import INITS
 from ..saliency import YopoConfig
 
 
@@ -20,7 +21,12 @@ class PruneArgs:
     min_keep: int = opt(1, "entries kept in every output row")
     col_keep: int = opt(0, "entries kept in every input column")
     seed: int = opt(0, "seed of the model initialization and of the scoring method")
+    weight_init: str = opt("kaiming_normal", "weight initialization of the model (same default and seeding as "
+                           "`yopo train --init`, so a family fits the model train builds)", INITS)
     method: str = opt("yopo", "scoring method (see `yopo methods`)")
+    method_opt: tuple[str, ...] = opt((), "options of a non-YOPO method as KEY=VALUE (e.g. batch_size=256)")
+    dataset: str | None = opt(None, "data for data-dependent methods (snip, grasp, prospr, iter_snip)")
+    data_root: str | None = opt(None, "dataset folder (see `yopo train --help`)")
     exclude: tuple[str, ...] = opt((), "glob patterns of layers not to prune, or :first / :last")
     device: str = opt("cpu", "device to score on (cpu, cuda, cuda:1, ...)")
     out: str = opt("yopo_family.safetensors", "family artifact to write (saliency + fingerprint)")
@@ -36,7 +42,8 @@ def add_parser(sub, name):
     p.set_defaults(run=run)
 
 
-def layer_table(cal, file=sys.stdout) -> None:
+def layer_table(cal, file=None) -> None:
+    file = sys.stdout if file is None else file  # resolved per call: tests swap sys.stdout
     rows = [(n, "x".join(map(str, m.shape)), int(m.sum()), m.numel()) for n, m in cal.masks.items()]
     w = max(len(r[0]) for r in rows)
     print(f"{'layer':{w}s}  {'shape':>16s}  {'kept':>10s}  {'total':>10s}  sparsity", file=file)
@@ -52,17 +59,32 @@ def run(args) -> int:
 
     from ..family import Family, save_mask
     from ..layers import prunable_layers
-    from ..models import get_model
-    from ..registry import score
+    from ..models import build
+    from ..registry import get_method, make_config, score, with_target
 
     a = from_args(PruneArgs, args)
-    torch.manual_seed(a.seed)
-    model = get_model(a.model, num_classes=a.num_classes)
-    opts = dataclasses.asdict(from_args(YopoConfig, args)) if a.method == "yopo" else {}
-    scores = score(model, a.method, seed=a.seed, device=a.device, exclude=a.exclude, **opts)
+    method = get_method(a.method)
+    if a.method == "yopo":
+        if a.method_opt:
+            raise ValueError("YOPO options are flags (--rank, --iters, ...); --method-opt is for other methods")
+        opts = dataclasses.asdict(from_args(YopoConfig, args))
+    else:
+        opts = with_target(a.method, parse_options(method.config, a.method_opt), a.sparsity)
+    data = None
+    if not method.data_free:
+        if a.dataset is None:
+            raise ValueError(f"method {a.method!r} needs data: pass --dataset (and --data-root)")
+        from ..data import load_data
+
+        d = load_data(a.dataset, a.data_root, seed=a.seed)
+        data = d.example_batch(getattr(make_config(method, opts), "batch_size", 128))
+        a = dataclasses.replace(a, num_classes=d.num_classes)
+    model = build(a.model, a.num_classes, init=a.weight_init, seed=a.seed)
+    scores = score(model, a.method, seed=a.seed, device=a.device, data=data, exclude=a.exclude, **opts)
     layers = prunable_layers(model, exclude=a.exclude)
     fam = Family.from_scores(scores, layers, method=a.method, settings=opts, seed=a.seed, model_name=a.model)
-    fam.meta.update(num_classes=a.num_classes, exclude=list(a.exclude))
+    fam.meta.update(num_classes=a.num_classes, exclude=list(a.exclude), weight_init=a.weight_init,
+                    dataset=a.dataset)
     cal = fam.calibrate(a.sparsity, mode=a.mode, robust=a.robust, min_keep=a.min_keep, col_keep=a.col_keep)
     fam.save(a.out)
     layer_table(cal)

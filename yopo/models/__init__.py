@@ -72,6 +72,17 @@ def get_model(name: str, num_classes: int = 10, **kwargs) -> nn.Module:
     return _MODELS[name](num_classes=num_classes, **kwargs)
 
 
+def check_model(name: str) -> None:
+    """Raise the one-line ``ValueError`` of :func:`get_model` for a name that names no model."""
+    _load_builtin()
+    if isinstance(name, str) and (name.startswith(("tv:", "timm:")) or name in _MODELS):
+        return
+    from .tv import torchvision_names
+    if name in torchvision_names():
+        return
+    check_choice("model", name, sorted(_MODELS) + ["tv:<torchvision name>", "timm:<timm name>"])
+
+
 @torch.no_grad()
 def init_weights(model: nn.Module, init: str = "kaiming_normal", std: float = 0.01) -> nn.Module:
     """Re-initialize ``model`` in place with the global torch RNG (seed it first).

@@ -1,0 +1,114 @@
+"""Objective vs time of the NMF solvers (mu, amu, hals) on whole models, and mask agreement.
+
+For each model, every group of same-shaped layers is factored exactly as ``yopo_saliency`` does
+(same seeds, same batches, rank 7). Each solver is run pass by pass; the objective
+sum_l ||W_l - V_l H_l||_F^2 over all layers is recorded at checkpoints (time spent evaluating it
+is excluded). Reported: the time each fast solver needs to reach the objective of 200 plain MU
+steps, as a fraction of MU-200's time (measured in the same run), and the agreement of its 90%
+global mask with MU-200's. Writes benchmarks/results/solvers.json.
+
+    python benchmarks/solvers.py [--models resnet20 vgg19 resnet50] [--max-passes 60]
+"""
+from __future__ import annotations
+
+import _common  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported)
+
+import argparse
+import time
+from collections import defaultdict
+
+import torch
+
+from _common import env, mask_agreement, model_weights, save
+from yopo.calibrate import mort
+from yopo.nmf import get_update, init_factors, objective
+from yopo.saliency import YopoConfig, _prepare, _threads, layer_rank, layer_seed, residual
+
+CHECK = [1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100, 150, 200]
+
+
+def groups(ws: dict, cfg: YopoConfig):
+    g = defaultdict(list)
+    mats = {n: _prepare(w, n, cfg) for n, w in ws.items()}
+    for n, a in mats.items():
+        g[(a.shape[0], a.shape[1], layer_rank(n, *a.shape, cfg))].append(n)
+    out = []
+    for (o, d, r), names in g.items():
+        per = max(1, cfg.max_batch_elems // (o * d))
+        for i in range(0, len(names), per):
+            chunk = names[i : i + per]
+            out.append((chunk, torch.stack([mats[n] for n in chunk]), r))
+    return out
+
+
+def trace(batches, solver: str, passes: int, seed: int = 0):
+    """[(passes, seconds, objective)] at checkpoints, and the final scores."""
+    fn = get_update("frobenius", solver)
+    state = []
+    for names, W, r in batches:
+        V, H = init_factors(W, r, "uniform", [layer_seed(seed, n) for n in names])
+        state.append((names, W, V, H))
+    elapsed, points, done = 0.0, [], 0
+    for p in [c for c in CHECK if c <= passes]:
+        for names, W, V, H in state:
+            small = 1 if W.numel() < (1 << 20) else 0  # the engine's thread rule
+            t = time.perf_counter()
+            with _threads(small):
+                fn(W, V, H, p - done, 1e-8)
+            elapsed += time.perf_counter() - t
+        done = p
+        points.append((p, elapsed, float(sum(float(objective(W, V, H).sum()) for _, W, V, H in state))))
+    scores = {}
+    for names, W, V, H in state:
+        S = residual(W, V, H)
+        for j, n in enumerate(names):
+            scores[n] = S[j]
+    return points, scores
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", nargs="*", default=["resnet20", "vgg19", "resnet50"])
+    ap.add_argument("--max-passes", type=int, default=60)
+    args = ap.parse_args()
+    info = env()
+    print(f"# {info['cpu']}, {info['cores']} cores, torch {info['torch']}, {info['threads']} threads, "
+          f"load {info['loadavg_at_start']}; 1 run per solver (checkpointed)")
+    rows = []
+    cfg = YopoConfig()
+    for name in args.models:
+        ws = model_weights(name)
+        batches = groups(ws, cfg)
+        trace(batches[:1], "mu", 2)  # warm-up
+        mu_pts, mu_S = trace(batches, "mu", 200)
+        t_mu, f_mu = mu_pts[-1][1], mu_pts[-1][2]
+        m_mu = mort({n: mu_S[n].reshape(ws[n].shape) for n in ws}, 0.9).masks
+        row = {"model": name, "mu200_seconds": t_mu, "mu200_objective": f_mu, "mu_trace": mu_pts, "solvers": {}}
+        for solver in ("amu", "hals"):
+            pts, S = trace(batches, solver, args.max_passes)
+            hit = next(((p, t, f) for p, t, f in pts if f <= f_mu), None)
+            m = mort({n: S[n].reshape(ws[n].shape) for n in ws}, 0.9).masks
+            # agreement of the mask at the pass count that first reaches MU-200's objective
+            if hit is not None:
+                _, S_hit = trace(batches, solver, hit[0])
+                m = mort({n: S_hit[n].reshape(ws[n].shape) for n in ws}, 0.9).masks
+            row["solvers"][solver] = {
+                "trace": pts, "passes_to_mu200": hit[0] if hit else None,
+                "seconds_to_mu200": hit[1] if hit else None,
+                "time_fraction_of_mu200": hit[1] / t_mu if hit else None,
+                "objective_ratio_at_hit": hit[2] / f_mu if hit else None,
+                "final_objective_ratio": pts[-1][2] / f_mu,
+                "mask_agreement_with_mu200_at_0.9": mask_agreement(m, m_mu)}
+            s = row["solvers"][solver]
+            print(f"{name:9s} {solver:5s} MU-200 {t_mu:7.2f}s | reaches MU-200 objective after "
+                  f"{s['passes_to_mu200']} passes, {s['seconds_to_mu200'] or float('nan'):.2f}s = "
+                  f"{(s['time_fraction_of_mu200'] or float('nan')):.3f} of MU-200 time | mask agreement "
+                  f"{s['mask_agreement_with_mu200_at_0.9']:.4f}", flush=True)
+        rows.append(row)
+    info["loadavg_at_end"] = __import__("os").getloadavg()
+    p = save("solvers.json", {"env": info, "rows": rows})
+    print(f"wrote {p}")
+
+
+if __name__ == "__main__":
+    main()

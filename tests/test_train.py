@@ -1,0 +1,127 @@
+"""End-to-end masked training: learns, resumes bit-identically, keeps pruned weights at zero, fails
+clearly on bad inputs."""
+import json
+
+import pytest
+import torch
+
+import yopo
+from yopo.cli import main
+from yopo.train import Hook, TrainConfig, run, train
+from yopo.train.loop import load_checkpoint
+
+torch.set_num_threads(1)  # 2 shared cores: one thread per test process is faster under load
+FAST = dict(epochs=3, device="cpu", progress=False)
+
+
+def test_digits_end_to_end_learns(tmp_path):
+    res = run(TrainConfig(model="mlp_digits", **FAST), method="yopo", sparsity=0.5, out_dir=tmp_path, iters=50)
+    assert res["test_acc"] > 0.6  # chance is 0.1
+    assert abs(res["sparsity"] - 0.5) < 1e-3
+    assert res["params_kept"] < res["params"] and res["flops_kept"] < res["flops"]
+    for k in ("test_acc", "test_loss", "train_loss", "epochs", "time_s", "sparsity", "params", "params_kept",
+              "flops", "flops_kept"):
+        assert k in res
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(l)["epoch"] for l in lines] == [1, 2, 3]
+    assert (tmp_path / "metrics.csv").read_text().startswith("epoch,")
+    assert json.loads((tmp_path / "result.json").read_text())["epochs"] == 3
+    masks, _ = yopo.load_mask(tmp_path / "mask.safetensors")
+    state = load_checkpoint(tmp_path / "checkpoint.pt")["model"]
+    for n, m in masks.items():
+        assert torch.equal(state[n[: -len("weight")] + "weight_mask"], m)
+        assert (state[n][~m] == 0).all()
+
+
+class Crash(Hook):
+    def __init__(self, after):
+        self.after = after
+
+    def on_epoch_end(self, state, metrics):
+        if state.epoch == self.after:
+            raise KeyboardInterrupt
+
+
+def test_resume_is_bit_identical(tmp_path):
+    cfg = TrainConfig(model="mlp_digits", **FAST)
+    full = run(cfg, method="random", sparsity=0.7, out_dir=tmp_path / "a")
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg, method="random", sparsity=0.7, out_dir=tmp_path / "b", hooks=[Crash(2)])
+    assert load_checkpoint(tmp_path / "b" / "checkpoint.pt")["epoch"] == 2
+    resumed = run(cfg, method="random", sparsity=0.7, out_dir=tmp_path / "b", resume=True)
+    a = load_checkpoint(tmp_path / "a" / "checkpoint.pt")
+    b = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    strip = lambda h: [{k: v for k, v in e.items() if k != "time_s"} for e in h]  # noqa: E731
+    assert strip(full["history"]) == strip(resumed["history"])
+    assert len((tmp_path / "b" / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_moved_pruned_weight_stops_the_run():
+    from yopo.data import load_data
+    data = load_data("digits", batch_size=64)
+    model = yopo.models.build("mlp_digits", 10, seed=0)
+    yopo.apply_masks(model, yopo.calibrate(yopo.score(model, "magnitude"), 0.5))
+
+    class Break(Hook):  # an optimizer step that ignores the mask
+        def on_step_end(self, state):
+            with torch.no_grad():
+                state.model.classifier.weight.add_(1.0)
+
+    with pytest.raises(RuntimeError, match="pruned weights of classifier.weight are nonzero"):
+        train(model, data, TrainConfig(model="mlp_digits", **FAST), hooks=[Break()])
+
+
+def test_dense_and_given_masks():
+    cfg = TrainConfig(model="mlp_digits", epochs=1, device="cpu", progress=False)
+    dense = run(cfg, method="dense")
+    assert dense["sparsity"] == 0.0 and dense["params_kept"] == dense["params"]
+    model = yopo.models.build("mlp_digits", 10, seed=0)
+    m = yopo.calibrate(yopo.score(model, "magnitude"), 0.6)
+    res = run(cfg, masks=m)
+    assert abs(res["sparsity"] - 0.6) < 1e-3 and res["method"] == "mask"
+
+
+def _family(model_name, path, mask_path=None):
+    """What `yopo prune` writes (built through the API: prune.py binds sys.stdout at import)."""
+    model = yopo.models.build(model_name, 10, seed=0)
+    layers = yopo.prunable_layers(model)
+    fam = yopo.Family.from_scores(yopo.score(model, "magnitude"), layers, method="magnitude", settings={},
+                                  seed=0, model_name=model_name)
+    fam.save(path)
+    if mask_path:
+        yopo.save_mask(mask_path, fam.masks(0.9), {"model": model_name})
+
+
+def _err(capsys, argv):
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_bad_inputs_one_line_errors(tmp_path, capsys):
+    assert "does not exist" in _err(capsys, ["train", "--dataset", "cifar10", "--data-root", str(tmp_path / "nope")])
+    assert "needs a data root" in _err(capsys, ["train", "--dataset", "cifar10"])
+    assert "model='nonet'" in _err(capsys, ["train", "--model", "nonet"])
+    assert "method=" in _err(capsys, ["train", "--method", "nomethod", "--epochs", "1", "--no-progress"])
+    with pytest.raises(SystemExit):  # argparse rejects an unknown dataset
+        main(["train", "--dataset", "nodata"])
+    capsys.readouterr()
+    with pytest.raises(ValueError, match="dataset='nodata' is not allowed"):
+        run(TrainConfig(dataset="nodata"))
+    # a family / mask for resnet20 does not fit the digits CNN
+    _family("resnet20", tmp_path / "f.safetensors", tmp_path / "m.safetensors")
+    for f in ("f.safetensors", "m.safetensors"):
+        err = _err(capsys, ["train", "--mask", str(tmp_path / f), "--epochs", "1", "--no-progress"])
+        assert "resnet20" in err and "does not fit" in err
+
+
+def test_cli_train_with_family_mask(tmp_path, capsys):
+    fam = tmp_path / "fam.safetensors"
+    _family("mlp_digits", fam)
+    assert main(["train", "--model", "mlp_digits", "--mask", str(fam), "--sparsity", "0.7", "--epochs", "1",
+                 "--no-progress", "--out", str(tmp_path / "run")]) == 0
+    out = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert abs(out["sparsity"] - 0.7) < 1e-3

@@ -1,0 +1,354 @@
+"""YOPO saliency for Hugging Face transformers at initialization, streamed layer by layer.
+
+Nothing is downloaded: configs are built in code (:func:`hf_config`), the model is instantiated on
+the ``meta`` device only to enumerate its linear layers and their shapes, and each weight is then
+materialized on its own from a per-layer seeded init that follows the model's init scheme
+(``normal(0, initializer_range)``; GPT-2's residual projections ``c_proj`` use
+``initializer_range / sqrt(2 n_layer)``), scored, written to disk and freed. Peak memory is a few
+copies of the largest single layer, whatever the model size.
+
+Scores are written as safetensors shards (default float16: 2 bytes per weight). Calibration over
+them is streaming too (:func:`stream_calibrate`): the global order of YOPO-G (forced ``min_keep``
+entries first, then score, ties to the lower position in layer order) is found from a 65,536-bin
+histogram of the 16-bit score patterns (exact for 16-bit scores, whose bit patterns order like the
+values), then masks follow in a second pass. The masks equal ``mort(scores, s, mode="global")`` on
+the stored (16-bit) scores exactly; the only approximation is the 16-bit rounding of the scores
+themselves (and the reported MAD, to 16-bit resolution: it does not enter the masks).
+
+GPT-2 uses ``transformers.pytorch_utils.Conv1D`` (weight stored (in, out)); it is scored as the
+(out, in) matrix, like ``nn.Linear``, and scores are stored in the parameter's own shape.
+The LM head (tied to the embedding in GPT-2) is skipped unless ``include_lm_head``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .saliency import YopoConfig, layer_seed, yopo_saliency
+
+PRESETS = {
+    "tiny-gpt2": dict(family="gpt2", n_layer=2, n_embd=64, n_head=4, vocab_size=512, n_positions=128),
+    "gpt2": dict(family="gpt2", n_layer=12, n_embd=768, n_head=12),
+    "gpt2-medium": dict(family="gpt2", n_layer=24, n_embd=1024, n_head=16),
+    "gpt2-large": dict(family="gpt2", n_layer=36, n_embd=1280, n_head=20),
+    "gpt2-xl": dict(family="gpt2", n_layer=48, n_embd=1600, n_head=25),
+    "tiny-llama": dict(family="llama", hidden_size=64, intermediate_size=172, num_hidden_layers=2,
+                       num_attention_heads=4, num_key_value_heads=4, vocab_size=512),
+    "llama-7b": dict(family="llama", hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                     num_attention_heads=32, num_key_value_heads=32, vocab_size=32000),
+}
+SCORE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def hf_config(name: str, **overrides):
+    """A transformers config built in code (no download): a preset name from ``PRESETS``."""
+    if name not in PRESETS:
+        raise ValueError(f"hf config {name!r} is not allowed; choose one of {sorted(PRESETS)}")
+    kw = dict(PRESETS[name], **overrides)
+    family = kw.pop("family")
+    if family == "gpt2":
+        from transformers import GPT2Config
+        return GPT2Config(**kw)
+    from transformers import LlamaConfig
+    return LlamaConfig(**kw)
+
+
+@dataclass(frozen=True)
+class LinearSpec:
+    """One linear weight of a transformers model, as scored."""
+
+    name: str  # parameter name, e.g. "transformer.h.0.attn.c_attn.weight"
+    shape: tuple[int, ...]  # the parameter's shape
+    transposed: bool  # Conv1D: the parameter is (in, out); scored as (out, in)
+    std: float  # init std of the model's scheme
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+def linear_specs(config, include_lm_head: bool = False) -> list[LinearSpec]:
+    """The linear layers of ``AutoModelForCausalLM.from_config(config)``, enumerated on the meta
+    device (no memory, no download), in module order; tied weights listed once."""
+    from transformers import AutoModelForCausalLM
+    from transformers.pytorch_utils import Conv1D
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    std = float(getattr(config, "initializer_range", 0.02))
+    gpt2 = getattr(config, "model_type", "") == "gpt2"
+    n_layer = getattr(config, "n_layer", None)
+    seen, out = set(), []
+    for mname, mod in model.named_modules():
+        if not isinstance(mod, (nn.Linear, Conv1D)):
+            continue
+        w = mod.weight
+        if id(w) in seen:
+            continue
+        seen.add(id(w))
+        if not include_lm_head and mname.split(".")[-1] == "lm_head":
+            continue
+        s = std
+        if gpt2 and mname.endswith("c_proj"):  # GPT-2's scaled residual init
+            s = std / math.sqrt(2 * n_layer)
+        out.append(LinearSpec(f"{mname}.weight", tuple(w.shape), isinstance(mod, Conv1D), s))
+    del model
+    return out
+
+
+def materialize(spec: LinearSpec, seed: int) -> torch.Tensor:
+    """The layer's initial weight in the scored (out, in) orientation, float32 on CPU, from a
+    per-layer generator: the same for every run, whatever else is materialized."""
+    g = torch.Generator().manual_seed(layer_seed(seed, "init:" + spec.name))
+    shape = spec.shape[::-1] if spec.transposed else spec.shape
+    return torch.randn(shape, generator=g).mul_(spec.std)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far, in MiB (Linux: ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _save_shard(tensors: dict, path: Path, meta: dict) -> None:
+    from safetensors.torch import save_file
+    from .io import atomic_path
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"yopo_format": "shard/1", "meta": json.dumps(meta)})
+
+
+def stream_saliency(config, cfg: YopoConfig, out_dir, *, seed: int = 0, score_dtype: str = "float16",
+                    shard_mb: float = 1024.0, include_lm_head: bool = False, max_layers: int | None = None,
+                    log=None) -> dict:
+    """Score every linear layer of ``config``'s model one at a time and write the scores (in the
+    parameters' shapes, ``score_dtype``) to ``out_dir/scores-XXXXX.safetensors`` shards plus
+    ``out_dir/manifest.json``. Returns the manifest (layers, shards, timings, peak RSS).
+    ``max_layers`` stops after that many layers (for timing a few layers)."""
+    if score_dtype not in SCORE_DTYPES:
+        raise ValueError(f"score_dtype={score_dtype!r} is not allowed; choose one of {sorted(SCORE_DTYPES)}")
+    cfg.validate()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    specs = linear_specs(config, include_lm_head=include_lm_head)
+    if max_layers is not None:
+        specs = specs[:max_layers]
+    dt = SCORE_DTYPES[score_dtype]
+    layers, shards, buf, buf_bytes = [], [], {}, 0
+    t0 = time.perf_counter()
+    t_nmf = 0.0
+
+    def flush():
+        nonlocal buf, buf_bytes
+        if buf:
+            fname = f"scores-{len(shards):05d}.safetensors"
+            _save_shard(buf, out_dir / fname, {"score_dtype": score_dtype})
+            shards.append(fname)
+            buf, buf_bytes = {}, 0
+
+    for i, spec in enumerate(specs):
+        w = materialize(spec, seed)
+        t = time.perf_counter()
+        s = yopo_saliency({spec.name: w}, cfg, seed=seed)[spec.name]
+        t_nmf += time.perf_counter() - t
+        del w
+        s = (s.t() if spec.transposed else s).to(dt).contiguous()
+        nbytes = s.numel() * s.element_size()
+        if buf and buf_bytes + nbytes > shard_mb * 2**20:
+            flush()
+        buf[spec.name] = s
+        buf_bytes += nbytes
+        layers.append({"name": spec.name, "shape": list(spec.shape), "shard": len(shards)})
+        del s
+        if log is not None:
+            log(f"[{i + 1}/{len(specs)}] {spec.name} {tuple(spec.shape)} "
+                f"{time.perf_counter() - t0:.1f}s peak RSS {peak_rss_mb():.0f} MiB")
+    flush()
+    for l in layers:
+        l["shard"] = shards[l["shard"]]
+    manifest = {
+        "yopo_format": "stream/1", "config": config.to_dict(), "settings": vars_of(cfg), "seed": seed,
+        "score_dtype": score_dtype, "layers": layers, "shards": shards,
+        "numel": sum(math.prod(l["shape"]) for l in layers),
+        "seconds": time.perf_counter() - t0, "nmf_seconds": t_nmf, "peak_rss_mb": peak_rss_mb(),
+    }
+    from .io import write_json
+    write_json(out_dir / "manifest.json", manifest)
+    return manifest
+
+
+def vars_of(cfg) -> dict:
+    import dataclasses
+    return dataclasses.asdict(cfg)
+
+
+def iter_scores(out_dir):
+    """Yield (name, score tensor in the parameter's shape) in layer order, one layer in memory."""
+    from safetensors import safe_open
+    out_dir = Path(out_dir)
+    manifest = json.loads((out_dir / "manifest.json").read_text())
+    handles = {}
+    try:
+        for l in manifest["layers"]:
+            f = handles.get(l["shard"])
+            if f is None:
+                handles.clear()  # one shard open at a time
+                f = handles[l["shard"]] = safe_open(str(out_dir / l["shard"]), framework="pt")
+            yield l["name"], f.get_tensor(l["name"])
+    finally:
+        handles.clear()
+
+
+def _bits(s: torch.Tensor) -> torch.Tensor:
+    """16-bit scores -> int64 keys that order like the values (scores are >= 0; -0 is mapped to 0)."""
+    b = s.contiguous().view(torch.int16).to(torch.int64)
+    return b.clamp_(min=0)  # a set sign bit can only be -0.0 here (scores are |.|), which is 0
+
+
+def _row_chunks(s: torch.Tensor, elems: int = 1 << 22):
+    """(o, d) row blocks of about ``elems`` entries (bounded memory; row order = flat order)."""
+    s2 = s.reshape(s.shape[0], -1)
+    step = max(1, elems // max(1, s2.shape[1]))
+    return s2.split(step)
+
+
+def _forced_rows(s2: torch.Tensor, min_keep: int) -> torch.Tensor:
+    from .calibrate import _keep_best_along
+    if min_keep <= 0:
+        return torch.zeros_like(s2, dtype=torch.bool)
+    return _keep_best_along(s2, min_keep, dim=1)
+
+
+@dataclass
+class StreamCalibration:
+    """Global (YOPO-G) calibration over streamed 16-bit scores."""
+
+    target: float
+    kept: int
+    total: int
+    threshold: float  # entries with score > threshold survive (plus ties by position, plus forced)
+    ties_kept: int  # entries equal to the threshold kept, the first ones in layer/flat order
+    loc: float  # median of all scores (exact on the stored values)
+    scale: float  # MAD (to 16-bit resolution; reporting only)
+    alpha: float
+    layer_kept: dict
+
+    @property
+    def sparsity(self) -> float:
+        return 1.0 - self.kept / self.total
+
+
+def stream_calibrate(out_dir, sparsity: float, min_keep: int = 1, mask_out=None) -> StreamCalibration:
+    """YOPO-G masks over score shards, two passes, one layer in memory at a time. The masks equal
+    ``mort(scores, sparsity, mode="global", min_keep=min_keep)`` on the stored scores. With
+    ``mask_out``, the masks are written bit-packed (``mask/1`` format, via :func:`yopo.save_mask`)."""
+    from .calibrate import n_keep
+    from .validate import check_int, check_sparsity
+
+    sparsity = check_sparsity(sparsity)
+    check_int("min_keep", min_keep, 0)
+    hist_free = torch.zeros(1 << 16, dtype=torch.int64)  # non-forced entries
+    hist_all = torch.zeros(1 << 16, dtype=torch.int64)
+    total = forced_total = 0
+    dtype = None
+    for name, s in iter_scores(out_dir):
+        dtype = s.dtype
+        for s2 in _row_chunks(s):
+            f = _forced_rows(s2.float(), min_keep)
+            b = _bits(s2)
+            hist_all += torch.bincount(b.flatten(), minlength=1 << 16)
+            hist_free += torch.bincount(b[~f], minlength=1 << 16)
+            forced_total += int(torch.count_nonzero(f))
+        total += s.numel()
+    K = max(n_keep(sparsity, total), forced_total)
+    need = K - forced_total  # non-forced entries to keep, from the top of the order
+    above = torch.flip(torch.cumsum(torch.flip(hist_free, [0]), 0), [0])  # count of bits >= b
+    # smallest bucket b with count(>= b) >= need; v = that bucket's value
+    if need <= 0:
+        vb, ties = 1 << 16, 0
+    else:
+        vb = int(torch.nonzero(above >= need).max())
+        gt = int(above[vb + 1]) if vb + 1 < (1 << 16) else 0
+        ties = need - gt
+    to_val = (lambda b: float(torch.tensor([b], dtype=torch.int16).view(dtype)[0])) if dtype is not None else float
+    threshold = to_val(vb) if vb < (1 << 16) else math.inf
+    # median (exact, on stored values) and MAD (16-bit resolution) from the all-entries histogram
+    cum = torch.cumsum(hist_all, 0)
+
+    def kth(hist_cum, k):
+        return int(torch.searchsorted(hist_cum, torch.tensor([k]))[0])
+
+    if total % 2:
+        med = to_val(kth(cum, (total + 1) // 2))
+    else:
+        med = 0.5 * (to_val(kth(cum, total // 2)) + to_val(kth(cum, total // 2 + 1)))
+    dev_hist = torch.zeros(1 << 16, dtype=torch.int64)
+    layer_kept, masks_packed, shapes, parts_m = {}, {}, {}, []
+    remaining = ties
+    for name, s in iter_scores(out_dir):
+        parts = []
+        for s2 in _row_chunks(s):
+            f = _forced_rows(s2.float(), min_keep)
+            b = _bits(s2)
+            m = f | (b > vb)
+            if remaining > 0:
+                eq = (b == vb) & ~f
+                c = int(torch.count_nonzero(eq))
+                if c <= remaining:
+                    m |= eq
+                    remaining -= c
+                else:
+                    idx = torch.nonzero(eq.flatten()).flatten()[:remaining]
+                    m.view(-1)[idx] = True
+                    remaining = 0
+            dev_hist += torch.bincount(_bits((s2.float() - med).abs_().to(s.dtype)).flatten(), minlength=1 << 16)
+            parts.append(int(torch.count_nonzero(m)))
+            if mask_out is not None:
+                parts_m.append(m.flatten())
+        layer_kept[name] = sum(parts)
+        if mask_out is not None:
+            masks_packed[name] = torch.from_numpy(np.packbits(torch.cat(parts_m).numpy()))
+            shapes[name] = list(s.shape)
+            parts_m.clear()
+    dcum = torch.cumsum(dev_hist, 0)
+    mad = to_val(kth(dcum, (total + 1) // 2))
+    scale = mad if mad > 0 else 1.0
+    kept = sum(layer_kept.values())
+    cal = StreamCalibration(target=sparsity, kept=kept, total=total, threshold=threshold, ties_kept=ties,
+                            loc=med, scale=mad, alpha=(threshold - med) / scale, layer_kept=layer_kept)
+    if mask_out is not None:
+        from safetensors.torch import save_file
+        from .family import MASK_FORMAT
+        from .io import atomic_path
+        info = {"shapes": shapes, "sparsity": sparsity, "mode": "global", "min_keep": min_keep,
+                "scores": str(out_dir)}
+        with atomic_path(mask_out) as tmp:
+            save_file(masks_packed, str(tmp), metadata={"yopo_format": MASK_FORMAT, "meta": json.dumps(info, sort_keys=True)})
+    return cal
+
+
+def load_stream_scores(out_dir) -> dict[str, torch.Tensor]:
+    """All scores of a stream directory in memory (small models / tests), as float32."""
+    return {n: s.float() for n, s in iter_scores(out_dir)}
+
+
+def in_memory_saliency(config, cfg: YopoConfig, *, seed: int = 0, include_lm_head: bool = False) -> dict:
+    """The same scores computed the ordinary way: all weights materialized at once, batched
+    saliency (for checking the streamed result on small configs)."""
+    specs = linear_specs(config, include_lm_head=include_lm_head)
+    weights = {s.name: materialize(s, seed) for s in specs}
+    S = yopo_saliency(weights, cfg, seed=seed)
+    return {s.name: (S[s.name].t() if s.transposed else S[s.name]).contiguous() for s in specs}
+
+
+def default_threads_env() -> None:
+    """Prefer passive OpenMP waiting (set before torch starts its thread pool; a no-op after):
+    on a shared CPU, spinning threads of small GEMMs slow each other down badly."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

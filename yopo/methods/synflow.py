@@ -1,0 +1,89 @@
+"""SynFlow (Tanaka et al. 2020): iterative synaptic-flow pruning, data-free."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..config import opt
+from ..layers import get_weight
+from ..registry import register
+from ..validate import check_choice, check_int
+from .common import SCHEDULES, IterativeEncoder, check_bool, check_common, first_prunable_module
+
+
+@dataclass(frozen=True)
+class SynflowConfig:
+    """SynFlow: K rounds of |dR/dw * w| on the linearized (|w|, all-ones input) net."""
+
+    target_sparsity: float = opt(0.9, "final sparsity of the native schedule (calibrate at the same value "
+                                      "to get the method's own mask)")
+    iters: int = opt(100, "pruning rounds K (original and paper App. E: 100)")
+    schedule: str = opt("exponential", "sparsity after round k: exponential 1-(1-s)^(k/K) (original), or "
+                                       "linear s*k/K", tuple(SCHEDULES))
+    double: bool = opt(True, "compute in float64 (the original's option against overflow in deep nets)")
+    input_size: int = opt(32, "spatial size of the all-ones input (channels come from the first layer)")
+    input_shape: tuple[int, ...] = opt((), "full input shape without batch dim, e.g. 3 64 64 "
+                                           "(overrides input_size)")
+
+    def validate(self):
+        check_common(self.target_sparsity, self.iters)
+        check_choice("schedule", self.schedule, tuple(SCHEDULES))
+        check_bool("double", self.double)
+        check_int("input_size", self.input_size, 1)
+        if not isinstance(self.input_shape, tuple):
+            raise TypeError(f"input_shape={self.input_shape!r} must be a tuple of ints")
+        for d in self.input_shape:
+            check_int("input_shape entry", d, 1)
+        return self
+
+
+def _input_shape(model: nn.Module, cfg: SynflowConfig) -> tuple[int, ...]:
+    if cfg.input_shape:
+        return tuple(cfg.input_shape)
+    first = first_prunable_module(model)
+    if isinstance(first, nn.Linear):
+        return (first.in_features,)
+    return (first.in_channels,) + (cfg.input_size,) * (first.weight.dim() - 2)  # Conv1d/2d/3d
+
+
+@register("synflow", config=SynflowConfig, mutates=True,
+          description="SynFlow: iterative synaptic flow to target_sparsity (data-free)")
+def synflow(model, ctx, cfg: SynflowConfig):
+    """Linearize the copy as the original does: eval mode (BatchNorm uses its running statistics),
+    every floating parameter and buffer replaced by its absolute value, float64 if ``double``.
+    Round k = 1..K: R = sum(model(ones)), score = |dR/dw * w| on the masked weights, keep the best
+    ``round((1 - s_k) * n)`` unpruned entries pooled over layers (exact count: ties broken by
+    position, never by ``<=`` on a threshold, which over-prunes ties). s_k follows the schedule and
+    ends at ``target_sparsity``. Non-prunable layers (biases, BN) are never masked.
+
+    Returned scores use the iterative encoding of ``yopo.methods.common`` (non-negative): the
+    order is (round in which the entry was pruned, its synflow score in that round), survivors
+    first, so calibrating at ``target_sparsity`` in global mode with ``min_keep=0`` returns exactly
+    SynFlow's final mask, and lower sparsities give the masks of earlier rounds' order."""
+    dtype = torch.float64 if cfg.double else torch.float32
+    shape = _input_shape(model, cfg)
+    model.to(device=ctx.device, dtype=dtype)
+    model.eval()
+    with torch.no_grad():
+        for t in list(model.parameters()) + list(model.buffers()):
+            if t.is_floating_point():
+                t.abs_()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    weights = {l.name: get_weight(model, l.name) for l in ctx.layers}
+    for w in weights.values():
+        w.requires_grad_(True)
+    ones = torch.ones((1,) + shape, dtype=dtype, device=ctx.device)
+    enc = IterativeEncoder(ctx.layers, cfg.iters, ctx.device)
+    for s_k in SCHEDULES[cfg.schedule](cfg.target_sparsity, cfg.iters):
+        masks = enc.split(enc.alive)
+        with torch.no_grad():  # masks only shrink (no revival): zeroing in place is enough
+            for n, w in weights.items():
+                w.mul_(masks[n])
+        R = model(ones).sum()
+        grads = torch.autograd.grad(R, list(weights.values()))
+        key = torch.cat([g.mul_(w.detach()).abs_().flatten() for w, g in zip(weights.values(), grads)])
+        enc.step(key, s_k)
+    return enc.scores()

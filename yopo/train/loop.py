@@ -1,0 +1,255 @@
+"""The training loop: plain PyTorch (Lightning-Fabric style), small hooks, DDP-aware.
+
+Every epoch: train on the epoch's (seeded) batches, check that every pruned weight is exactly 0
+(:func:`yopo.masks.assert_pruned_zero`, a failure stops the run), evaluate, write the metrics
+(JSONL + CSV) and an atomic checkpoint (model incl. masks, optimizer, scheduler, AMP scaler, RNG
+states, history). ``resume=True`` continues from that checkpoint and ends bit-identical to an
+uninterrupted run: data order and augmentation depend only on (seed, epoch) and the global RNGs
+are restored.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+from ..io import atomic_path, write_text
+from ..masks import assert_pruned_zero
+from .config import TrainConfig
+
+CHECKPOINT = "checkpoint.pt"
+METRICS_JSONL = "metrics.jsonl"
+METRICS_CSV = "metrics.csv"
+
+
+class Hook:
+    """Base class for training hooks; override any subset of the methods."""
+
+    def on_train_start(self, state: "TrainState") -> None: ...
+
+    def on_step_end(self, state: "TrainState") -> None: ...
+
+    def on_epoch_end(self, state: "TrainState", metrics: dict) -> None: ...
+
+    def on_train_end(self, state: "TrainState", result: dict) -> None: ...
+
+
+@dataclass
+class TrainState:
+    """What hooks see. ``epoch`` counts completed epochs at ``on_epoch_end``; ``step`` optimizer steps."""
+
+    model: nn.Module
+    net: nn.Module  # the model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: Any
+    cfg: TrainConfig
+    out_dir: Path | None
+    rank: int = 0
+    world: int = 1
+    epoch: int = 0
+    step: int = 0
+    history: list = field(default_factory=list)
+    stop: bool = False
+
+
+def _call(hooks, name, *args) -> None:
+    for h in hooks:
+        fn = getattr(h, name, None)
+        if fn is not None:
+            fn(*args)
+
+
+def lr_factor(cfg: TrainConfig, steps_per_epoch: int):
+    """Per-step multiplier of the initial lr: cosine to 0 over all steps, or step decay by epoch."""
+    total = cfg.epochs * steps_per_epoch
+    r = cfg.recipe_obj
+
+    def f(step: int) -> float:
+        if cfg.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+        if cfg.schedule == "step":
+            return r.gamma ** ((step // steps_per_epoch) // r.step_size)
+        return 1.0
+    return f
+
+
+def rng_state() -> dict:
+    st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(st: dict) -> None:
+    torch.set_rng_state(st["torch"])
+    np.random.set_state(st["numpy"])
+    random.setstate(st["python"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def _all_sum(t: torch.Tensor, world: int) -> torch.Tensor:
+    if world > 1:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, *, amp: bool = False, world: int = 1) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of ``model`` over ``loader`` (summed over DDP ranks)."""
+    was = model.training
+    model.eval()
+    dev = next(model.parameters()).device
+    acc = torch.zeros(3, dtype=torch.float64, device=dev)  # loss sum, correct, count
+    for x, y in loader:
+        with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=amp):
+            out = model(x)
+        acc[0] += F.cross_entropy(out.float(), y, reduction="sum")
+        acc[1] += (out.argmax(1) == y).sum()
+        acc[2] += len(y)
+    model.train(was)
+    acc = _all_sum(acc, world)
+    n = max(float(acc[2]), 1.0)
+    return float(acc[0]) / n, float(acc[1]) / n
+
+
+def _write_logs(out_dir: Path, history: list[dict]) -> None:
+    write_text(out_dir / METRICS_JSONL, "".join(json.dumps(h, sort_keys=True) + "\n" for h in history))
+    keys = list(dict.fromkeys(k for h in history for k in h))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys)
+    w.writeheader()
+    w.writerows(history)
+    write_text(out_dir / METRICS_CSV, buf.getvalue())
+
+
+def save_checkpoint(path: Path, state: TrainState) -> None:
+    blob = {"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+            "scheduler": state.scheduler.state_dict(), "scaler": state.scaler.state_dict(),
+            "epoch": state.epoch, "step": state.step, "history": state.history, "rng": rng_state(),
+            "cfg": state.cfg.to_dict()}
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    # our own file, holding numpy/python RNG states: a full (not weights-only) unpickle
+    return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def _world() -> tuple[int, int]:
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def train(model: nn.Module, data, cfg: TrainConfig, out_dir=None, resume: bool = False, hooks=()) -> dict:
+    """Train ``model`` (already masked, on the data's device) on ``data`` (:class:`yopo.data.Data`).
+
+    ``cfg`` is resolved against its recipe first. With ``out_dir``, per-epoch metrics go to
+    ``metrics.jsonl``/``metrics.csv`` and a checkpoint to ``checkpoint.pt`` (atomic). With
+    ``resume=True`` and a checkpoint there, training continues after its last completed epoch.
+    Under ``torch.distributed`` (initialized by the caller, e.g. torchrun) the model is wrapped in
+    DistributedDataParallel; rank 0 writes the files. Returns the last epoch's metrics plus
+    ``epochs``, ``time_s`` (summed epoch times) and ``history`` (one dict per epoch).
+    """
+    cfg = cfg.resolved(getattr(data, "num_classes", None))
+    rank, world = _world()
+    device = next(model.parameters()).device
+    amp = bool(cfg.amp if cfg.amp is not None else cfg.recipe_obj.amp) and device.type == "cuda"
+    net = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        net = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    steps_per_epoch = len(data.train)
+    if steps_per_epoch == 0:
+        raise ValueError("the training set yields no batch; lower batch_size")
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(cfg, steps_per_epoch))
+    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    out = Path(out_dir) if out_dir is not None else None
+    state = TrainState(model, net, opt, sched, scaler, cfg, out, rank, world)
+    ckpt_path = out / CHECKPOINT if out is not None else None
+    if resume and ckpt_path is not None and ckpt_path.is_file():
+        blob = load_checkpoint(ckpt_path, map_location=device)
+        model.load_state_dict(blob["model"])
+        opt.load_state_dict(blob["optimizer"])
+        sched.load_state_dict(blob["scheduler"])
+        scaler.load_state_dict(blob["scaler"])
+        state.epoch, state.step, state.history = blob["epoch"], blob["step"], list(blob["history"])
+        set_rng_state(blob["rng"])
+    show = cfg.progress and rank == 0
+    _call(hooks, "on_train_start", state)
+    for epoch in range(state.epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        data.train.set_epoch(epoch)
+        net.train()
+        sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
+        bar = None
+        if show:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True)
+        for i, (x, y) in enumerate(data.train):
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+                logits = net(x)
+                loss = F.cross_entropy(logits, y)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            state.step += 1
+            with torch.no_grad():
+                sums[0] += loss.detach().double() * len(y)
+                sums[1] += (logits.argmax(1) == y).sum()
+                sums[2] += len(y)
+            _call(hooks, "on_step_end", state)
+            if bar is not None:
+                bar.update(1)
+                if i % 20 == 0:
+                    bar.set_postfix(loss=f"{float(loss):.3f}")
+        if bar is not None:
+            bar.close()
+        assert_pruned_zero(model)  # a pruned weight that moved stops the run loudly
+        sums = _all_sum(sums, world)
+        state.epoch = epoch + 1
+        metrics = {"epoch": state.epoch, "step": state.step, "lr": opt.param_groups[0]["lr"],
+                   "train_loss": float(sums[0] / sums[2]), "train_acc": float(sums[1] / sums[2])}
+        if state.epoch % cfg.eval_every == 0 or state.epoch == cfg.epochs:
+            metrics["test_loss"], metrics["test_acc"] = evaluate(model, data.test, amp=amp, world=world)
+        metrics["time_s"] = time.perf_counter() - t0
+        state.history.append(metrics)
+        if show:
+            print(f"epoch {state.epoch}/{cfg.epochs}  train_loss {metrics['train_loss']:.4f}  "
+                  f"train_acc {metrics['train_acc']:.4f}" + (f"  test_acc {metrics['test_acc']:.4f}"
+                                                             if "test_acc" in metrics else "")
+                  + f"  {metrics['time_s']:.1f}s", flush=True)
+        if out is not None and rank == 0:
+            if cfg.checkpoint:
+                save_checkpoint(ckpt_path, state)
+            _write_logs(out, state.history)
+        if world > 1:
+            dist.barrier()
+        _call(hooks, "on_epoch_end", state, metrics)
+        if state.stop:
+            break
+    last = dict(state.history[-1]) if state.history else {}
+    if "test_acc" not in last:  # stopped early between evaluations
+        last["test_loss"], last["test_acc"] = evaluate(model, data.test, amp=amp, world=world)
+    result = dict(last, epochs=state.epoch, time_s=sum(h["time_s"] for h in state.history),
+                  history=state.history)
+    _call(hooks, "on_train_end", state, result)
+    return result
