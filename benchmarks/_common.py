@@ -3,7 +3,12 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts its OpenMP pool
+# Passive OpenMP waiting, set before torch starts its OpenMP pool: on a shared CPU, spinning
+# threads of small GEMMs slow each other down by up to 10x. YOPO_BENCH_OMP_DEFAULT=1 keeps the
+# OpenMP default instead (results are then written with an "_ompdefault" suffix).
+OMP_DEFAULT = os.environ.get("YOPO_BENCH_OMP_DEFAULT") == "1"
+if not OMP_DEFAULT:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import json
 import platform
@@ -59,6 +64,8 @@ def timed(fn, runs: int):
 
 def save(name: str, obj) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
+    if OMP_DEFAULT:
+        name = name.replace(".json", "_ompdefault.json")
     p = RESULTS / name
     p.write_text(json.dumps(obj, indent=2) + "\n")
     return p

@@ -29,6 +29,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 # (preset, iters, max_layers): full runs, plus a timing run of LLaMA-7B's first block at T=200
 CASES = [("gpt2", 200, None), ("gpt2-medium", 200, None), ("gpt2-xl", 5, None),
          ("llama-7b", 200, 7), ("llama-7b", 5, None)]
+# the table also extrapolates full LLaMA-7B at T=200 from the first block's seconds per weight
 
 
 def run_case(preset: str, iters: int, max_layers, keep: bool, storage: str, workdir: str | None) -> dict:
@@ -73,30 +74,46 @@ def main() -> None:
     ap.add_argument("--storage-dtype", default="float32")
     ap.add_argument("--keep", action="store_true", help="keep the score shards")
     ap.add_argument("--workdir", default=None)
+    ap.add_argument("--force", action="store_true", help="re-run cases that already have a result file")
     args = ap.parse_args()
     if args.case:
         res = run_case(args.case, args.iters, args.max_layers, args.keep, args.storage_dtype, args.workdir)
-        tag = f"{args.case}_T{args.iters}" + (f"_L{args.max_layers}" if args.max_layers else "")
+        tag = f"{args.case}_T{args.iters}" + (f"_L{args.max_layers}" if args.max_layers else "") + (
+            "" if args.storage_dtype == "float32" else f"_{args.storage_dtype}")
         RESULTS.mkdir(parents=True, exist_ok=True)
         (RESULTS / f"huge_{tag}.json").write_text(json.dumps(res, indent=2) + "\n")
         print(json.dumps(res))
         return
     rows = []
     for preset, iters, ml in CASES:
-        cmd = [sys.executable, __file__, "--case", preset, "--iters", str(iters)]
-        if ml:
-            cmd += ["--max-layers", str(ml)]
-        p = subprocess.run(cmd, capture_output=True, text=True)
-        if p.returncode:
-            print(p.stderr[-2000:], file=sys.stderr)
-            continue
-        rows.append(json.loads(p.stdout.strip().splitlines()[-1]))
+        tag = f"{preset}_T{iters}" + (f"_L{ml}" if ml else "")
+        done = RESULTS / f"huge_{tag}.json"
+        if done.exists() and not args.force:  # a case already measured (each case is one run)
+            rows.append(json.loads(done.read_text()))
+        else:
+            cmd = [sys.executable, __file__, "--case", preset, "--iters", str(iters)]
+            if ml:
+                cmd += ["--max-layers", str(ml)]
+            p = subprocess.run(cmd, capture_output=True, text=True)
+            if p.returncode:
+                print(p.stderr[-2000:], file=sys.stderr)
+                continue
+            rows.append(json.loads(p.stdout.strip().splitlines()[-1]))
         r = rows[-1]
         print(f"{preset:12s} T={iters:3d} layers {r['layers']}/{r['layers_in_model']} weights {r['weights'] / 1e6:8.1f}M "
               f"score {r['score_seconds']:8.1f}s calib {r['calibrate_seconds']:6.1f}s peak RSS {r['peak_rss_mb']:7.0f} MiB "
               f"(model fp32 {r['model_fp32_gb']:.1f} GB)", flush=True)
+    block = next((r for r in rows if r["case"] == "llama-7b" and r["iters"] == 200), None)
+    full5 = next((r for r in rows if r["case"] == "llama-7b" and r["iters"] == 5 and r["layers"] == r["layers_in_model"]), None)
+    extra = {}
+    if block:
+        extra["llama7b_T200_extrapolated_score_seconds"] = block["score_seconds"] / block["weights"] * block["weights_in_model"]
+        print(f"LLaMA-7B at T=200, extrapolated from the first block ({block['weights'] / 1e6:.0f}M weights, "
+              f"{block['score_seconds']:.0f}s): {extra['llama7b_T200_extrapolated_score_seconds'] / 3600:.2f} h")
+    if full5:
+        extra["llama7b_T5_measured"] = {k: full5[k] for k in ("score_seconds", "calibrate_seconds", "peak_rss_mb")}
     env = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "runs": 1}
+           "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "runs": 1, **extra}
     (RESULTS / "huge_models.json").write_text(json.dumps({"env": env, "rows": rows}, indent=2) + "\n")
 
 

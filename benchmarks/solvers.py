@@ -4,7 +4,8 @@ For each model, every group of same-shaped layers is factored exactly as ``yopo_
 (same seeds, same batches, rank 7). Each solver is run pass by pass; the objective
 sum_l ||W_l - V_l H_l||_F^2 over all layers is recorded at checkpoints (time spent evaluating it
 is excluded). Reported: the time each fast solver needs to reach the objective of 200 plain MU
-steps, as a fraction of MU-200's time (measured in the same run), and the agreement of its 90%
+steps, as a fraction of MU-200's time (medians of --repeats alternating timings in the same
+process), and the agreement of its 90%
 global mask with MU-200's. Writes benchmarks/results/solvers.json.
 
     python benchmarks/solvers.py [--models resnet20 vgg19 resnet50] [--max-passes 60]
@@ -14,6 +15,7 @@ from __future__ import annotations
 import _common  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported)
 
 import argparse
+import statistics
 import time
 from collections import defaultdict
 
@@ -70,10 +72,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", nargs="*", default=["resnet20", "vgg19", "resnet50"])
     ap.add_argument("--max-passes", type=int, default=60)
+    ap.add_argument("--repeats", type=int, default=3, help="timing repeats (medians)")
     args = ap.parse_args()
     info = env()
     print(f"# {info['cpu']}, {info['cores']} cores, torch {info['torch']}, {info['threads']} threads, "
-          f"load {info['loadavg_at_start']}; 1 run per solver (checkpointed)")
+          f"load {info['loadavg_at_start']}; objective traces: 1 run; times: median of {args.repeats}")
     rows = []
     cfg = YopoConfig()
     for name in args.models:
@@ -83,27 +86,38 @@ def main() -> None:
         mu_pts, mu_S = trace(batches, "mu", 200)
         t_mu, f_mu = mu_pts[-1][1], mu_pts[-1][2]
         m_mu = mort({n: mu_S[n].reshape(ws[n].shape) for n in ws}, 0.9).masks
-        row = {"model": name, "mu200_seconds": t_mu, "mu200_objective": f_mu, "mu_trace": mu_pts, "solvers": {}}
+        row = {"model": name, "mu200_seconds": [t_mu], "mu200_objective": f_mu, "mu_trace": mu_pts, "solvers": {}}
+        hits = {}
         for solver in ("amu", "hals"):
             pts, S = trace(batches, solver, args.max_passes)
             hit = next(((p, t, f) for p, t, f in pts if f <= f_mu), None)
+            hits[solver] = hit
             m = mort({n: S[n].reshape(ws[n].shape) for n in ws}, 0.9).masks
-            # agreement of the mask at the pass count that first reaches MU-200's objective
-            if hit is not None:
+            if hit is not None:  # the mask at the pass count that first reaches MU-200's objective
                 _, S_hit = trace(batches, solver, hit[0])
                 m = mort({n: S_hit[n].reshape(ws[n].shape) for n in ws}, 0.9).masks
             row["solvers"][solver] = {
                 "trace": pts, "passes_to_mu200": hit[0] if hit else None,
-                "seconds_to_mu200": hit[1] if hit else None,
-                "time_fraction_of_mu200": hit[1] / t_mu if hit else None,
+                "seconds_to_mu200": [hit[1]] if hit else None,
                 "objective_ratio_at_hit": hit[2] / f_mu if hit else None,
                 "final_objective_ratio": pts[-1][2] / f_mu,
                 "mask_agreement_with_mu200_at_0.9": mask_agreement(m, m_mu)}
-            s = row["solvers"][solver]
-            print(f"{name:9s} {solver:5s} MU-200 {t_mu:7.2f}s | reaches MU-200 objective after "
-                  f"{s['passes_to_mu200']} passes, {s['seconds_to_mu200'] or float('nan'):.2f}s = "
-                  f"{(s['time_fraction_of_mu200'] or float('nan')):.3f} of MU-200 time | mask agreement "
-                  f"{s['mask_agreement_with_mu200_at_0.9']:.4f}", flush=True)
+        # repeat the timings (MU-200, then each solver up to its hit), alternating, for medians
+        for _ in range(args.repeats - 1):
+            row["mu200_seconds"].append(trace(batches, "mu", 200)[0][-1][1])
+            for solver, hit in hits.items():
+                if hit is not None:
+                    row["solvers"][solver]["seconds_to_mu200"].append(trace(batches, solver, hit[0])[0][-1][1])
+        t_mu = statistics.median(row["mu200_seconds"])
+        for solver in ("amu", "hals"):
+            sv = row["solvers"][solver]
+            frac = statistics.median(sv["seconds_to_mu200"]) / t_mu if sv["seconds_to_mu200"] else None
+            sv["time_fraction_of_mu200"] = frac
+            print(f"{name:9s} {solver:5s} MU-200 {t_mu:7.2f}s (median of {len(row['mu200_seconds'])}) | reaches "
+                  f"MU-200 objective after {sv['passes_to_mu200']} passes, "
+                  f"{statistics.median(sv['seconds_to_mu200']) if sv['seconds_to_mu200'] else float('nan'):.2f}s = "
+                  f"{frac if frac is not None else float('nan'):.3f} of MU-200 time | mask agreement "
+                  f"{sv['mask_agreement_with_mu200_at_0.9']:.4f}", flush=True)
         rows.append(row)
     info["loadavg_at_end"] = __import__("os").getloadavg()
     p = save("solvers.json", {"env": info, "rows": rows})

@@ -1,3 +1,7 @@
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch is imported (see yopo/__init__.py)
+
 import pytest
 import torch
 from torch import nn

@@ -8,11 +8,21 @@ import torch
 
 pytest.importorskip("transformers")
 
-from yopo.calibrate import mort  # noqa: E402
+from yopo.calibrate import mort, robust_stats  # noqa: E402
 from yopo.family import load_mask  # noqa: E402
 from yopo.hf import (hf_config, in_memory_saliency, linear_specs, load_stream_scores, materialize,  # noqa: E402
                      stream_calibrate, stream_saliency)
 from yopo.saliency import YopoConfig  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # tiny matrices: threads only add synchronization (and spin badly on a shared CPU)
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
 
 CFG = YopoConfig(iters=30)
 
@@ -39,6 +49,8 @@ def test_stream_calibrate_equals_mort(preset, sparsity, tmp_path):
     ref = mort(scores, sparsity, mode="global", min_keep=1)
     cal = stream_calibrate(tmp_path, sparsity, min_keep=1, mask_out=tmp_path / "m.safetensors")
     assert cal.kept == ref.kept and cal.total == ref.total
+    pooled = torch.cat([x.flatten() for x in scores.values()])
+    assert (cal.loc, cal.scale) == robust_stats(pooled, "mad")  # exact on the stored scores
     masks, meta = load_mask(tmp_path / "m.safetensors")
     for n in scores:
         assert torch.equal(masks[n], ref.masks[n]), n

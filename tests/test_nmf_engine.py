@@ -9,6 +9,15 @@ from yopo.nmf import (SOLVERS, amu_frobenius, get_update, hals_frobenius, init_f
 from yopo.saliency import YopoConfig, layer_seed, residual, yopo_saliency
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # tiny matrices: threads only add synchronization (and spin badly on a shared CPU)
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def _absw(*shape, seed=0):
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(*shape, generator=g) * 0.05).abs()
@@ -142,7 +151,7 @@ def test_low_precision_storage_agrees(dtype):
 
 def test_threads_option_keeps_results():
     ws = {"a.weight": torch.randn(30, 40)}
-    a = yopo_saliency(ws, YopoConfig(iters=30, threads=1))
-    b = yopo_saliency(ws, YopoConfig(iters=30, threads=2))
+    a = yopo_saliency(ws, YopoConfig(iters=5, threads=1))
+    b = yopo_saliency(ws, YopoConfig(iters=5, threads=2))
     assert torch.allclose(a["a.weight"], b["a.weight"], rtol=1e-3, atol=1e-5)
     assert torch.get_num_threads() >= 1

@@ -14,6 +14,15 @@ from yopo.calibrate import mort, robust_stats, topk_mask, webster  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
+def one_thread():
+    # tiny matrices: threads only add synchronization (and spin badly on a shared CPU)
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(autouse=True)
 def small_cutoffs(monkeypatch):
     # exercise the bracketed selection on test-sized inputs
     monkeypatch.setattr(C, "_SELECT_MIN", 64)

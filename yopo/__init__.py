@@ -8,6 +8,15 @@ score -> calibrate -> apply::
     yopo.apply_masks(model, masks)
     yopo.sparsity(model)                                             # 0.9 exactly (up to rounding of 1 weight)
 """
+import os as _os
+import sys as _sys
+
+if "torch" not in _sys.modules:
+    # Spinning OpenMP threads (the default) make torch 10-30x slower per step when the few cores
+    # are shared (measured on the 2-core dev machine, see benchmarks/_common.py). Only a default:
+    # an explicit OMP_WAIT_POLICY wins, and nothing changes once torch is already imported.
+    _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from .calibrate import Calibration, calibrate, mort, n_keep
 from .family import Family, fingerprint, load_mask, save_mask
 from .layers import PrunableLayer, flat, prunable_layers, unflat

@@ -13,7 +13,8 @@ entries first, then score, ties to the lower position in layer order) is found f
 histogram of the 16-bit score patterns (exact for 16-bit scores, whose bit patterns order like the
 values), then masks follow in a second pass. The masks equal ``mort(scores, s, mode="global")`` on
 the stored (16-bit) scores exactly; the only approximation is the 16-bit rounding of the scores
-themselves (and the reported MAD, to 16-bit resolution: it does not enter the masks).
+themselves. Pass 1 histograms all scores (and the few forced ones); the threshold, median and MAD
+follow from the histograms; pass 2 writes the masks.
 
 GPT-2 uses ``transformers.pytorch_utils.Conv1D`` (weight stored (in, out)); it is scored as the
 (out, in) matrix, like ``nn.Linear``, and scores are stored in the parameter's own shape.
@@ -212,6 +213,17 @@ def _bits(s: torch.Tensor) -> torch.Tensor:
     return b.clamp_(min=0)  # a set sign bit can only be -0.0 here (scores are |.|), which is 0
 
 
+def _hist_median(vals: torch.Tensor, counts: torch.Tensor, total: int) -> float:
+    """Median (mean of the two middle values for even n) of a multiset given as sorted distinct
+    values and their counts."""
+    cum = torch.cumsum(counts, 0)
+
+    def kth(k):
+        return float(vals[int(torch.searchsorted(cum, torch.tensor([k]))[0])])
+
+    return kth((total + 1) // 2) if total % 2 else 0.5 * (kth(total // 2) + kth(total // 2 + 1))
+
+
 def _row_chunks(s: torch.Tensor, elems: int = 1 << 22):
     """(o, d) row blocks of about ``elems`` entries (bounded memory; row order = flat order)."""
     s2 = s.reshape(s.shape[0], -1)
@@ -236,7 +248,7 @@ class StreamCalibration:
     threshold: float  # entries with score > threshold survive (plus ties by position, plus forced)
     ties_kept: int  # entries equal to the threshold kept, the first ones in layer/flat order
     loc: float  # median of all scores (exact on the stored values)
-    scale: float  # MAD (to 16-bit resolution; reporting only)
+    scale: float  # MAD (exact on the stored values; reporting only: alpha = (threshold - loc) / scale)
     alpha: float
     layer_kept: dict
 
@@ -254,7 +266,7 @@ def stream_calibrate(out_dir, sparsity: float, min_keep: int = 1, mask_out=None)
 
     sparsity = check_sparsity(sparsity)
     check_int("min_keep", min_keep, 0)
-    hist_free = torch.zeros(1 << 16, dtype=torch.int64)  # non-forced entries
+    hist_forced = torch.zeros(1 << 16, dtype=torch.int64)
     hist_all = torch.zeros(1 << 16, dtype=torch.int64)
     total = forced_total = 0
     dtype = None
@@ -264,9 +276,10 @@ def stream_calibrate(out_dir, sparsity: float, min_keep: int = 1, mask_out=None)
             f = _forced_rows(s2.float(), min_keep)
             b = _bits(s2)
             hist_all += torch.bincount(b.flatten(), minlength=1 << 16)
-            hist_free += torch.bincount(b[~f], minlength=1 << 16)
+            hist_forced += torch.bincount(b[f], minlength=1 << 16)  # few: min_keep per row
             forced_total += int(torch.count_nonzero(f))
         total += s.numel()
+    hist_free = hist_all - hist_forced  # non-forced entries
     K = max(n_keep(sparsity, total), forced_total)
     need = K - forced_total  # non-forced entries to keep, from the top of the order
     above = torch.flip(torch.cumsum(torch.flip(hist_free, [0]), 0), [0])  # count of bits >= b
@@ -279,17 +292,14 @@ def stream_calibrate(out_dir, sparsity: float, min_keep: int = 1, mask_out=None)
         ties = need - gt
     to_val = (lambda b: float(torch.tensor([b], dtype=torch.int16).view(dtype)[0])) if dtype is not None else float
     threshold = to_val(vb) if vb < (1 << 16) else math.inf
-    # median (exact, on stored values) and MAD (16-bit resolution) from the all-entries histogram
-    cum = torch.cumsum(hist_all, 0)
-
-    def kth(hist_cum, k):
-        return int(torch.searchsorted(hist_cum, torch.tensor([k]))[0])
-
-    if total % 2:
-        med = to_val(kth(cum, (total + 1) // 2))
-    else:
-        med = 0.5 * (to_val(kth(cum, total // 2)) + to_val(kth(cum, total // 2 + 1)))
-    dev_hist = torch.zeros(1 << 16, dtype=torch.int64)
+    # median and MAD, exact on the stored values, from the all-entries histogram (no extra pass)
+    vals = torch.arange(1 << 16, dtype=torch.int32).to(torch.int16).view(dtype if dtype is not None
+                                                                          else torch.float16).double()
+    used = hist_all > 0
+    vals, counts = vals[used], hist_all[used]
+    med = _hist_median(vals, counts, total)
+    dev, order = (vals - med).abs().sort()
+    mad = _hist_median(dev, counts[order], total)
     layer_kept, masks_packed, shapes, parts_m = {}, {}, {}, []
     remaining = ties
     for name, s in iter_scores(out_dir):
@@ -308,7 +318,6 @@ def stream_calibrate(out_dir, sparsity: float, min_keep: int = 1, mask_out=None)
                     idx = torch.nonzero(eq.flatten()).flatten()[:remaining]
                     m.view(-1)[idx] = True
                     remaining = 0
-            dev_hist += torch.bincount(_bits((s2.float() - med).abs_().to(s.dtype)).flatten(), minlength=1 << 16)
             parts.append(int(torch.count_nonzero(m)))
             if mask_out is not None:
                 parts_m.append(m.flatten())
@@ -317,8 +326,6 @@ def stream_calibrate(out_dir, sparsity: float, min_keep: int = 1, mask_out=None)
             masks_packed[name] = torch.from_numpy(np.packbits(torch.cat(parts_m).numpy()))
             shapes[name] = list(s.shape)
             parts_m.clear()
-    dcum = torch.cumsum(dev_hist, 0)
-    mad = to_val(kth(dcum, (total + 1) // 2))
     scale = mad if mad > 0 else 1.0
     kept = sum(layer_kept.values())
     cal = StreamCalibration(target=sparsity, kept=kept, total=total, threshold=threshold, ties_kept=ties,

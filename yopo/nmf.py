@@ -1,9 +1,15 @@
-"""Batched nonnegative matrix factorization by Lee-Seung multiplicative updates.
+"""Batched nonnegative matrix factorization: the paper's Lee-Seung multiplicative updates, plus
+two faster Frobenius solvers.
 
 Every function takes a batch of matrices ``W`` of shape (B, o, d) (B layers of the same shape, or
 the rows of one layer for the per-output-channel variant) and returns factors ``V`` (B, o, r) and
-``H`` (B, r, d) with ``V, H >= 0``. Updates follow the paper's eq. (8): V first, then H, with
-``eps`` added to every denominator. Work buffers are allocated once per call, not per iteration.
+``H`` (B, r, d) with ``V, H >= 0``. The default ``mu`` follows the paper's eq. (8): V first, then H,
+with ``eps`` added to every denominator. Work buffers are allocated once per call, not per
+iteration. ``amu`` (accelerated MU) and ``hals`` (accelerated HALS) reuse each pass over W for
+several cheap factor updates (Gillis & Glineur 2012); they reach the objective of 200 MU steps in
+far fewer passes, but converge to a (slightly) different factorization. ``W`` may be stored in
+bfloat16/float16: the products accumulate in float32 and the factors stay float32.
+``nmf_reference`` is the plain textbook loop the engine is checked and timed against.
 """
 from __future__ import annotations
 
@@ -107,6 +113,9 @@ class _Products:
         return out.copy_(self.tmp_h)
 
 
+_SMALL_BATCH = 1 << 18  # entries of W below which a Python-level step costs more than its flops
+
+
 def mu_frobenius(W: torch.Tensor, V: torch.Tensor, H: torch.Tensor, iters: int, eps: float) -> None:
     """In-place Euclidean MU (paper eq. 8): V <- V*(W H^T)/(V (H H^T) + eps);
     H <- H*(V^T W)/((V^T V) H + eps).
@@ -154,21 +163,25 @@ def amu_frobenius(W: torch.Tensor, V: torch.Tensor, H: torch.Tensor, iters: int,
     inner_v = min(max_inner, 1 + int(alpha * (1 + (o * d + d * r) / (o * r + o))))
     inner_h = min(max_inner, 1 + int(alpha * (1 + (o * d + o * r) / (d * r + d))))
 
-    def inner(X, num, den, old, gram, left, steps):
+    def inner(X, num, den, step, gram, left, steps):
         first = None
         for k in range(steps):
-            old.copy_(X)
             if left:
                 torch.bmm(X, gram, out=den)
             else:
                 torch.bmm(gram, X, out=den)
-            X.mul_(num / den.add_(eps))
-            if steps > 1:
-                change = float(old.sub_(X).square().sum())
-                if first is None:
-                    first = change
-                elif change <= delta * delta * first:
-                    break
+            if steps == 1:
+                X.mul_(num.div(den.add_(eps)))
+                return
+            # step = X * (num / den) - X; X += step (X * ratio, written as an increment)
+            torch.div(num, den.add_(eps), out=step)
+            step.sub_(1.0).mul_(X)
+            X.add_(step)
+            change = float(torch.linalg.vector_norm(step))
+            if first is None:
+                first = change
+            elif change <= delta * first:
+                break
 
     for _ in range(iters):
         prod.wht(H, num_v)
@@ -184,10 +197,13 @@ def hals_frobenius(W: torch.Tensor, V: torch.Tensor, H: torch.Tensor, iters: int
     """Accelerated HALS (Cichocki & Phan 2009; Gillis & Glineur 2012): exact block-coordinate updates
     of one rank-one component at a time, V[:, k] <- max(eps, V[:, k] + (A[:, k] - V G[:, k]) / G[k, k])
     with A = W H^T and G = H H^T computed once per pass over W and reused for ``inner`` sweeps;
-    the same for the rows of H. Factors stay >= eps so the support never dies (a zero entry of V/H
+    the same for the rows of H (one sweep for batches under 2^18 entries, where per-op overhead
+    dominates). Factors stay >= eps so the support never dies (a zero entry of V/H
     could not come back to life in MU-style refinements). ``iters`` counts passes over W."""
     B, o, d = W.shape
     r = V.shape[-1]
+    if W.numel() < _SMALL_BATCH:  # small batches: one sweep per pass (per-op overhead dominates)
+        inner = 1
     prod = _Products(W, r)
     A = V.new_empty(B, o, r)
     Ah = V.new_empty(B, r, d)

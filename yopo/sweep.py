@@ -123,7 +123,7 @@ class SweepSpec:
     scorer: str = "default"
     train: dict = field(default_factory=dict)
     dataset_settings: dict = field(default_factory=dict)
-    score_batch: int | None = None  # data-dependent scoring batch (default: the training batch size)
+    score_batch: int | None = None  # data-dependent scoring batch (default: the method's batch_size, else the training batch)
 
     @classmethod
     def from_dict(cls, d: dict, *, base_dir: str | os.PathLike | None = None) -> "SweepSpec":
@@ -252,7 +252,7 @@ def _family(spec: SweepSpec, model: str, m: MethodSpec, seed: int, dataset: str,
     fam = {"model": model, "num_classes": num_classes_of(dataset, t), "seed": seed, "method": m.method,
            "opts": m.options, "init": t.get("init"), "model_opts": model_kwargs(model, dataset, t)}
     if _needs_data(m.method):
-        fam.update(dataset=dataset, score_batch=spec.score_batch or _recipe_batch(dataset, t),
+        fam.update(dataset=dataset, score_batch=spec.score_batch or _method_batch(m) or _recipe_batch(dataset, t),
                    train={k: t.get(k) for k in ("data_root", "subset", "subset_seed", "image_size")})
     field_name = _per_sparsity(m.method)
     if field_name and field_name not in m.options:
@@ -260,6 +260,17 @@ def _family(spec: SweepSpec, model: str, m: MethodSpec, seed: int, dataset: str,
         fam["sparsity_option"] = field_name
     # input geometry matters for the model's shapes only through the settings above
     return fam
+
+
+def _method_batch(m: MethodSpec) -> int | None:
+    """The scoring batch a data-dependent method asks for (its ``batch_size`` option, e.g. SNIP and
+    GraSP: 1024 as in App. E), as the training pipeline uses it."""
+    try:
+        from .registry import get_method, make_config
+
+        return getattr(make_config(get_method(m.method), m.options), "batch_size", None)
+    except Exception:
+        return None
 
 
 def _recipe_batch(dataset: str, train: dict) -> int:
