@@ -49,6 +49,9 @@ def build_config(args) -> dict:
     elif args.test_subset:
         train["test_subset"] = args.test_subset
     methods = args.methods or (["yopo-G", "snip"] if quick else METHODS)
+    if args.solver_ablation:  # issue 6: accuracy of the fast NMF solvers against the default MU
+        methods = list(methods) + [{"label": f"yopo-G-{s}", "method": "yopo", "mode": "global",
+                                    "opts": {"solver": s}} for s in ("amu", "hals")]
     return {"name": "pai_cifar10" + ("_quick" if quick else ""), "out": str(args.out), "models": ["resnet20"],
             "datasets": ["cifar10"], "methods": methods, "sparsities": args.sparsities or [0.9, 0.98],
             "seeds": args.seeds or ([0] if quick else [0, 1]), "variants": ["none"], "runner": "train",
@@ -68,6 +71,8 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, nargs="*", default=None, help="default 0 1")
     p.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
                    help=f"parallel runs, each with cpu_count/workers threads (default {DEFAULT_WORKERS})")
+    p.add_argument("--solver-ablation", action="store_true",
+                   help="also run YOPO-G with the fast NMF solvers (amu, hals) at the same budgets and seeds")
     p.add_argument("--report-only", action="store_true", help="only rebuild tables and figures")
     p.add_argument("--no-dense", dest="dense", action="store_false",
                    help="skip the unpruned baseline (one dense run per seed, the tables' 'dense' entries)")

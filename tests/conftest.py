@@ -25,6 +25,15 @@ class TinyNet(nn.Module):
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny matrices: threads only add synchronization (and spin badly on a shared CPU)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture
 def tiny():
     torch.manual_seed(0)
     return TinyNet()

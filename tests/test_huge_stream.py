@@ -15,13 +15,7 @@ from yopo.hf import (hf_config, in_memory_saliency, linear_specs, load_stream_sc
 from yopo.saliency import YopoConfig  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny matrices: threads only add synchronization (and spin badly on a shared CPU)
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 CFG = YopoConfig(iters=30)

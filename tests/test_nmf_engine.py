@@ -9,13 +9,7 @@ from yopo.nmf import (SOLVERS, amu_frobenius, get_update, hals_frobenius, init_f
 from yopo.saliency import YopoConfig, layer_seed, residual, yopo_saliency
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny matrices: threads only add synchronization (and spin badly on a shared CPU)
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _absw(*shape, seed=0):

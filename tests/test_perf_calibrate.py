@@ -13,13 +13,7 @@ C = importlib.import_module("yopo.calibrate")  # (the package exports a function
 from yopo.calibrate import mort, robust_stats, topk_mask, webster  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # tiny matrices: threads only add synchronization (and spin badly on a shared CPU)
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)
