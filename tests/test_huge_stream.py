@@ -91,3 +91,27 @@ def test_cli_hf(tmp_path, capsys):
     assert rc == 0
     out = capsys.readouterr().out
     assert "global mask: kept" in out and (tmp_path / "m.safetensors").exists()
+
+
+def test_stream_resumes_after_interruption(tmp_path):
+    config = hf_config("tiny-llama")
+    cfg = YopoConfig(iters=10)
+    full = stream_saliency(config, cfg, tmp_path / "full", shard_mb=1e-3)  # one layer per shard
+    calls = []
+
+    def crash_after_five(msg):
+        calls.append(msg)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        stream_saliency(config, cfg, tmp_path / "cut", shard_mb=1e-3, log=crash_after_five)
+    seen = []
+    again = stream_saliency(config, cfg, tmp_path / "cut", shard_mb=1e-3, log=seen.append)
+    assert seen[0].startswith("resuming after 4 of")  # the 5th layer was scored but not yet written
+    assert len(seen) == 1 + len(full["layers"]) - 4
+    assert [l["name"] for l in again["layers"]] == [l["name"] for l in full["layers"]]
+    a, b = load_stream_scores(tmp_path / "full"), load_stream_scores(tmp_path / "cut")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="other settings"):
+        stream_saliency(config, YopoConfig(iters=11), tmp_path / "cut", shard_mb=1e-3)

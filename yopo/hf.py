@@ -128,11 +128,15 @@ def _save_shard(tensors: dict, path: Path, meta: dict) -> None:
 
 def stream_saliency(config, cfg: YopoConfig, out_dir, *, seed: int = 0, score_dtype: str = "float16",
                     shard_mb: float = 1024.0, include_lm_head: bool = False, max_layers: int | None = None,
-                    log=None) -> dict:
+                    log=None, resume: bool = True) -> dict:
     """Score every linear layer of ``config``'s model one at a time and write the scores (in the
     parameters' shapes, ``score_dtype``) to ``out_dir/scores-XXXXX.safetensors`` shards plus
     ``out_dir/manifest.json``. Returns the manifest (layers, shards, timings, peak RSS).
-    ``max_layers`` stops after that many layers (for timing a few layers)."""
+    ``max_layers`` stops after that many layers (for timing a few layers).
+
+    Resumable: after every shard, ``out_dir/progress.json`` records the layers written so far; a
+    rerun with the same settings (``resume=True``) continues after them, an interrupted run loses at
+    most one shard of work. A folder holding a run with other settings is refused."""
     if score_dtype not in SCORE_DTYPES:
         raise ValueError(f"score_dtype={score_dtype!r} is not allowed; choose one of {sorted(SCORE_DTYPES)}")
     cfg.validate()
@@ -145,6 +149,19 @@ def stream_saliency(config, cfg: YopoConfig, out_dir, *, seed: int = 0, score_dt
     layers, shards, buf, buf_bytes = [], [], {}, 0
     t0 = time.perf_counter()
     t_nmf = 0.0
+    from .io import write_json
+    key = json.loads(json.dumps({"config": config.to_dict(), "settings": vars_of(cfg), "seed": seed,
+                                 "score_dtype": score_dtype, "include_lm_head": include_lm_head,
+                                 "shard_mb": shard_mb, "max_layers": max_layers}, sort_keys=True))
+    progress = out_dir / "progress.json"
+    if progress.is_file():
+        prog = json.loads(progress.read_text())
+        if prog["key"] != key:
+            raise ValueError(f"{out_dir} holds a streamed run with other settings; use another output folder")
+        if resume:
+            layers, shards = prog["layers"], prog["shards"]
+            if log is not None and layers:
+                log(f"resuming after {len(layers)} of {len(specs)} layers ({len(shards)} shards on disk)")
 
     def flush():
         nonlocal buf, buf_bytes
@@ -153,8 +170,11 @@ def stream_saliency(config, cfg: YopoConfig, out_dir, *, seed: int = 0, score_dt
             _save_shard(buf, out_dir / fname, {"score_dtype": score_dtype})
             shards.append(fname)
             buf, buf_bytes = {}, 0
+            write_json(progress, {"key": key, "layers": layers, "shards": shards})
 
     for i, spec in enumerate(specs):
+        if i < len(layers):  # written before an interruption
+            continue
         w = materialize(spec, seed)
         t = time.perf_counter()
         s = yopo_saliency({spec.name: w}, cfg, seed=seed)[spec.name]
@@ -172,15 +192,13 @@ def stream_saliency(config, cfg: YopoConfig, out_dir, *, seed: int = 0, score_dt
             log(f"[{i + 1}/{len(specs)}] {spec.name} {tuple(spec.shape)} "
                 f"{time.perf_counter() - t0:.1f}s peak RSS {peak_rss_mb():.0f} MiB")
     flush()
-    for l in layers:
-        l["shard"] = shards[l["shard"]]
+    layers = [dict(l, shard=shards[l["shard"]]) for l in layers]
     manifest = {
         "yopo_format": "stream/1", "config": config.to_dict(), "settings": vars_of(cfg), "seed": seed,
         "score_dtype": score_dtype, "layers": layers, "shards": shards,
         "numel": sum(math.prod(l["shape"]) for l in layers),
         "seconds": time.perf_counter() - t0, "nmf_seconds": t_nmf, "peak_rss_mb": peak_rss_mb(),
     }
-    from .io import write_json
     write_json(out_dir / "manifest.json", manifest)
     return manifest
 

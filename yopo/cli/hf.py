@@ -19,6 +19,7 @@ class HfArgs:
     shard_mb: float = opt(1024.0, "target shard size in MiB")
     include_lm_head: bool = opt(False, "also score the LM head (tied to the embedding in GPT-2)")
     max_layers: int | None = opt(None, "stop after this many layers (timing runs)")
+    resume: bool = opt(True, "continue an interrupted run in --out (same settings) after its last shard")
     sparsity: float | None = opt(0.9, "then calibrate YOPO-G masks at this sparsity (none: skip)")
     min_keep: int = opt(1, "entries kept in every output row")
     mask_out: str | None = opt(None, "write the bit-packed masks here")
@@ -43,7 +44,7 @@ def run(args) -> int:
     cfg = from_args(YopoConfig, args)
     config = hf_config(a.hf_config)
     man = stream_saliency(config, cfg, a.out, seed=a.seed, score_dtype=a.score_dtype, shard_mb=a.shard_mb,
-                          include_lm_head=a.include_lm_head, max_layers=a.max_layers, log=print)
+                          include_lm_head=a.include_lm_head, max_layers=a.max_layers, log=print, resume=a.resume)
     print(f"scored {len(man['layers'])} layers, {man['numel']:,} weights in {man['seconds']:.1f}s "
           f"(NMF {man['nmf_seconds']:.1f}s), peak RSS {man['peak_rss_mb']:.0f} MiB -> {a.out}")
     if a.sparsity is not None:
