@@ -208,3 +208,15 @@ def test_same_input_same_mask_bytes():
     for mode in MODES:
         a, b = calibrate(sc, 0.77, mode=mode), calibrate(sc, 0.77, mode=mode)
         assert all(torch.equal(a[k], b[k]) for k in sc)
+
+
+def test_n_keep_rounds_decimal_halves_up():
+    # (1 - 0.9) * 5 is 0.49999... in floats; the decimal 0.9 means exactly 9/10, so 0.5 -> 1
+    assert n_keep(0.9, 5) == 1 and n_keep(0.34, 25) == 17 and n_keep(0.5, 3) == 2
+    assert n_keep(0.0, 7) == 7 and n_keep(0.999, 10) == 0
+
+
+def test_robust_stats_leaves_its_input_alone():
+    x = torch.tensor([1.0, 2.0, 3.0, 10.0], dtype=torch.float64)
+    assert robust_stats(x, "mad") == (2.5, 1.0)
+    assert x.tolist() == [1.0, 2.0, 3.0, 10.0]

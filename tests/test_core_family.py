@@ -112,3 +112,44 @@ def test_cli_prune_baseline_with_options_and_data(tmp_path, capsys):
     settings = Family.load(out).meta["settings"]
     assert settings["double"] is False and settings["iters"] == 3
     assert settings["target_sparsity"] == 0.5  # iterative methods prune to --sparsity natively
+
+
+def test_cli_rejects_files_of_the_wrong_kind(tmp_path, capsys):
+    junk = tmp_path / "junk.txt"
+    junk.write_text("not a safetensors file, not a database")
+    assert main(["inspect", str(junk)]) == 2
+    assert "is not a safetensors file" in capsys.readouterr().err
+    assert main(["report", str(junk), "--out", str(tmp_path / "r")]) == 2
+    assert "is not a yopo sweep database" in capsys.readouterr().err
+    assert main(["hf", "--hf-config", "tiny-gpt2", "--out", str(tmp_path / "hf"), "--sparsity", "1.2"]) == 2
+    assert not (tmp_path / "hf").exists()  # refused before any scoring
+    assert main(["train", "--method-opt", "foo=1", "--epochs", "1"]) == 2
+    assert "--method-opt is for non-YOPO" in capsys.readouterr().err
+
+
+def test_optional_bool_flags_parse_as_bools():
+    from yopo.cli import build_parser
+    from yopo.config import from_args
+    from yopo.train.config import TrainConfig
+
+    parse = build_parser().parse_args
+    assert from_args(TrainConfig, parse(["train", "--no-amp"])).amp is False
+    assert from_args(TrainConfig, parse(["train", "--amp"])).amp is True
+    assert from_args(TrainConfig, parse(["train"])).amp is None
+
+
+def test_artifacts_get_the_usual_file_mode(tiny, tmp_path):
+    old = os.umask(0o022)
+    try:
+        family(tiny).save(tmp_path / "f.safetensors")
+    finally:
+        os.umask(old)
+    assert os.stat(tmp_path / "f.safetensors").st_mode & 0o777 == 0o644
+
+
+def test_synflow_scores_with_the_datasets_input_shape(tmp_path):
+    from yopo.train import TrainConfig, run
+
+    res = run(TrainConfig(model="cnn_digits", dataset="digits", epochs=1, progress=False, device="cpu"),
+              method="synflow", sparsity=0.9, progress=False, iters=3)
+    assert abs(res["sparsity"] - 0.9) < 1e-3

@@ -125,3 +125,12 @@ def test_cli_train_with_family_mask(tmp_path, capsys):
                  "--no-progress", "--out", str(tmp_path / "run")]) == 0
     out = json.loads(capsys.readouterr().out.splitlines()[0])
     assert abs(out["sparsity"] - 0.7) < 1e-3
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    from yopo.train import TrainConfig, run
+
+    cfg = TrainConfig(model="mlp_digits", dataset="digits", epochs=1, progress=False, device="cpu")
+    run(cfg, method="magnitude", sparsity=0.5, out_dir=tmp_path, progress=False)
+    with pytest.raises(ValueError, match=r"holds a run with method='magnitude', sparsity=0.5"):
+        run(cfg, method="magnitude", sparsity=0.9, out_dir=tmp_path, resume=True, progress=False)

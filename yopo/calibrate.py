@@ -22,6 +22,7 @@ input column) are kept at every sparsity; they count toward the budget.
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 import warnings
 from dataclasses import dataclass, field
 
@@ -36,8 +37,12 @@ SOLVERS = ("exact", "bisect")
 
 
 def n_keep(sparsity: float, n: int) -> int:
-    """Number of entries kept at ``sparsity`` out of ``n``: round((1 - s) * n), halves up."""
-    return min(n, max(0, math.floor((1.0 - sparsity) * n + 0.5)))
+    """Number of entries kept at ``sparsity`` out of ``n``: round((1 - s) * n), halves up.
+
+    Computed in exact rational arithmetic on the shortest decimal of ``s`` (0.9 means 9/10), so
+    that e.g. 10% of 5 weights is 0.5 -> 1 kept, not 0.49999... -> 0 as float arithmetic gives."""
+    s = Fraction(repr(float(sparsity)))
+    return min(n, max(0, math.floor((1 - s) * n + Fraction(1, 2))))
 
 
 def robust_stats(x: torch.Tensor, robust: str) -> tuple[float, float]:
@@ -47,7 +52,8 @@ def robust_stats(x: torch.Tensor, robust: str) -> tuple[float, float]:
         x64 = x.double()
         return float(x64.mean()), float(x64.std(unbiased=False)) if x.numel() > 1 else 0.0
     med = _median(x)
-    return med, _median(x, transform=lambda t: t.double().sub_(med).abs_())
+    # (t.double() is t itself for float64 input: subtract out of place, then abs in place)
+    return med, _median(x, transform=lambda t: (t.double() - med).abs_())
 
 
 _SELECT_MIN = 1 << 18  # below this many entries, plain kthvalue is as fast as the bracket

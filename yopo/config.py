@@ -40,7 +40,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, *, skip=(), prefix:
         t = _type_name(f)
         dest = prefix + f.name
         required = f.default is MISSING and f.default_factory is MISSING
-        if t == "bool":
+        if t.split("|")[0] == "bool":  # also "bool | None" (None = use the recipe's choice)
             target.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction, default=default,
                                 help=help_)
         elif t.startswith("tuple[") or t.startswith("list["):

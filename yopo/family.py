@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -80,8 +81,13 @@ class Family:
 
 
 def _read_meta(path, expected_format: str) -> dict:
-    with safe_open(str(path), framework="pt") as f:
-        md = f.metadata() or {}
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: No such file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            md = f.metadata() or {}
+    except Exception as e:  # safetensors raises its own error types for a file of another format
+        raise ValueError(f"{path} is not a safetensors file ({type(e).__name__}: {e})".split("\n")[0]) from None
     if md.get("yopo_format") != expected_format:
         raise ValueError(f"{path}: yopo_format={md.get('yopo_format')!r}, expected {expected_format!r}")
     return json.loads(md["meta"])

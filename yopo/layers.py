@@ -8,6 +8,7 @@ weights) is listed once, under the first name ``named_modules`` reaches it by.
 from __future__ import annotations
 
 import fnmatch
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -84,6 +85,9 @@ def prunable_layers(
                 return True
         return False
 
+    for p in exclude:  # a typo in an exclude pattern would silently prune the layer it meant
+        if not any(hit(layer, (p,)) for layer in found):
+            warnings.warn(f"exclude pattern {p!r} matches no prunable layer of {type(model).__name__}")
     kept = [
         layer
         for layer in found

@@ -87,13 +87,18 @@ def make_config(method: Method, opts: dict):
     return cfg.validate() if hasattr(cfg, "validate") else cfg
 
 
-def with_target(method: str, opts: dict, sparsity: float) -> dict:
-    """Iterative methods (SynFlow, Iter-SNIP) and expander masks prune to a native sparsity; unless
-    the caller set ``target_sparsity`` explicitly, it is the calibration target."""
+def with_target(method: str, opts: dict, sparsity: float, input_shape: tuple[int, ...] | None = None) -> dict:
+    """Defaults a pipeline knows better than the method: iterative methods (SynFlow, Iter-SNIP) and
+    expander masks prune to their native ``target_sparsity`` = the calibration target, and a
+    data-free method that builds its own input (SynFlow's all-ones) gets the data's sample shape.
+    Options the caller set explicitly win."""
     fields = {f.name for f in dataclasses.fields(get_method(method).config)}
+    out = dict(opts)
     if "target_sparsity" in fields and "target_sparsity" not in opts and not isinstance(sparsity, dict):
-        return {**opts, "target_sparsity": sparsity}
-    return opts
+        out["target_sparsity"] = sparsity
+    if "input_shape" in fields and "input_shape" not in opts and input_shape:
+        out["input_shape"] = tuple(int(v) for v in input_shape)
+    return out
 
 
 def _snapshot(model: nn.Module):

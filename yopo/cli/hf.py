@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from ..config import add_dataclass_args, from_args, opt
 from ..saliency import YopoConfig
+from ..validate import check_int, check_sparsity
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,10 @@ def run(args) -> int:
     from ..hf import hf_config, peak_rss_mb, stream_calibrate, stream_saliency
 
     a = from_args(HfArgs, args)
-    cfg = from_args(YopoConfig, args)
+    cfg = from_args(YopoConfig, args).validate()
+    if a.sparsity is not None:  # fail now, not after a long scoring pass
+        check_sparsity(a.sparsity)
+    check_int("min_keep", a.min_keep, 0)
     config = hf_config(a.hf_config)
     man = stream_saliency(config, cfg, a.out, seed=a.seed, score_dtype=a.score_dtype, shard_mb=a.shard_mb,
                           include_lm_head=a.include_lm_head, max_layers=a.max_layers, log=print, resume=a.resume)

@@ -9,6 +9,7 @@ from ..calibrate import MODES, ROBUST
 from ..config import add_dataclass_args, from_args, opt, parse_options
 from ..models import INITS
 from ..saliency import YopoConfig
+from ..validate import check_sparsity
 
 
 @dataclass(frozen=True)
@@ -63,13 +64,14 @@ def run(args) -> int:
     from ..registry import get_method, make_config, score, with_target
 
     a = from_args(PruneArgs, args)
+    check_sparsity(a.sparsity)  # fail before scoring, not after
     method = get_method(a.method)
     if a.method == "yopo":
         if a.method_opt:
             raise ValueError("YOPO options are flags (--rank, --iters, ...); --method-opt is for other methods")
         opts = dataclasses.asdict(from_args(YopoConfig, args))
     else:
-        opts = with_target(a.method, parse_options(method.config, a.method_opt), a.sparsity)
+        opts = parse_options(method.config, a.method_opt)
     data = None
     if not method.data_free:
         if a.dataset is None:
@@ -79,6 +81,8 @@ def run(args) -> int:
         d = load_data(a.dataset, a.data_root, seed=a.seed)
         data = d.example_batch(getattr(make_config(method, opts), "batch_size", 128))
         a = dataclasses.replace(a, num_classes=d.num_classes)
+    if a.method != "yopo":
+        opts = with_target(a.method, opts, a.sparsity, d.input_shape if data is not None else None)
     model = build(a.model, a.num_classes, init=a.weight_init, seed=a.seed)
     scores = score(model, a.method, seed=a.seed, device=a.device, data=data, exclude=a.exclude, **opts)
     layers = prunable_layers(model, exclude=a.exclude)

@@ -45,6 +45,9 @@ def run(args) -> int:
     a = from_args(PruneTrainArgs, args)
     cfg = from_args(TrainConfig, args)
     opts = {}
+    if a.method_opt and (a.mask is not None or a.method in ("yopo", "dense", "none")):
+        raise ValueError("--method-opt is for non-YOPO scoring methods (YOPO options are --yopo-* flags; "
+                         "--mask and dense runs score nothing)")
     if a.mask is None and a.method == "yopo":
         opts = dataclasses.asdict(from_args(YopoConfig, args, prefix="yopo_"))
     elif a.mask is None and a.method not in ("dense", "none"):

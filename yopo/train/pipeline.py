@@ -163,6 +163,12 @@ def run(cfg: TrainConfig, *, method: str | None = "yopo", sparsity: float = 0.9,
     ckpt = out / CHECKPOINT if out is not None else None
     provenance: dict = {}
     if resume and ckpt is not None and ckpt.is_file():
+        prev = json.loads((out / "config.json").read_text()) if (out / "config.json").is_file() else None
+        if prev is not None and (prev.get("method"), prev.get("sparsity"), prev.get("mode")) != (
+                method if masks is None else prev.get("method"), sparsity, mode):
+            raise ValueError(f"--resume in {out}: it holds a run with method={prev.get('method')!r}, "
+                             f"sparsity={prev.get('sparsity')}, mode={prev.get('mode')!r}; resume with the same "
+                             f"settings or use another --out")
         # the masks travel in the checkpoint (weight_mask buffers): no rescoring
         state = load_checkpoint(ckpt, map_location="cpu")["model"]
         m = {k[: -len("_mask")]: v for k, v in state.items() if k.endswith(".weight_mask")}
@@ -178,7 +184,7 @@ def run(cfg: TrainConfig, *, method: str | None = "yopo", sparsity: float = 0.9,
         label = "dense"
     else:
         meth = get_method(method)
-        method_opts = with_target(method, method_opts, sparsity)
+        method_opts = with_target(method, method_opts, sparsity, data.input_shape)
         batch = None
         if not meth.data_free:  # one scoring batch of the method's own size (SNIP/GraSP: 1024, App. E)
             n = getattr(make_config(meth, method_opts), "batch_size", cfg.batch_size // world)
