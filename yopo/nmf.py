@@ -116,6 +116,13 @@ class _Products:
 _SMALL_BATCH = 1 << 18  # entries of W below which a Python-level step costs more than its flops
 
 
+def _mu_buffers(B: int, o: int, d: int, r: int, like: torch.Tensor):
+    """Numerator/denominator buffers of the V and H updates and an r x r Gram buffer, allocated
+    once per call (not per iteration)."""
+    return (like.new_empty(B, o, r), like.new_empty(B, o, r), like.new_empty(B, r, d), like.new_empty(B, r, d),
+            like.new_empty(B, r, r))
+
+
 def mu_frobenius(W: torch.Tensor, V: torch.Tensor, H: torch.Tensor, iters: int, eps: float) -> None:
     """In-place Euclidean MU (paper eq. 8): V <- V*(W H^T)/(V (H H^T) + eps);
     H <- H*(V^T W)/((V^T V) H + eps).
@@ -126,11 +133,7 @@ def mu_frobenius(W: torch.Tensor, V: torch.Tensor, H: torch.Tensor, iters: int, 
     B, o, d = W.shape
     r = V.shape[-1]
     prod = _Products(W, r)
-    num_v = V.new_empty(B, o, r)
-    den_v = V.new_empty(B, o, r)
-    num_h = V.new_empty(B, r, d)
-    den_h = V.new_empty(B, r, d)
-    gram = V.new_empty(B, r, r)
+    num_v, den_v, num_h, den_h, gram = _mu_buffers(B, o, d, r, V)
     for _ in range(iters):
         prod.wht(H, num_v)
         torch.bmm(H, H.transpose(1, 2), out=gram)
@@ -153,11 +156,7 @@ def amu_frobenius(W: torch.Tensor, V: torch.Tensor, H: torch.Tensor, iters: int,
     B, o, d = W.shape
     r = V.shape[-1]
     prod = _Products(W, r)
-    num_v = V.new_empty(B, o, r)
-    den_v = V.new_empty(B, o, r)
-    num_h = V.new_empty(B, r, d)
-    den_h = V.new_empty(B, r, d)
-    gram = V.new_empty(B, r, r)
+    num_v, den_v, num_h, den_h, gram = _mu_buffers(B, o, d, r, V)
     old_v = V.new_empty(B, o, r)
     old_h = V.new_empty(B, r, d)
     inner_v = min(max_inner, 1 + int(alpha * (1 + (o * d + d * r) / (o * r + o))))
