@@ -134,3 +134,12 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     run(cfg, method="magnitude", sparsity=0.5, out_dir=tmp_path, progress=False)
     with pytest.raises(ValueError, match=r"holds a run with method='magnitude', sparsity=0.5"):
         run(cfg, method="magnitude", sparsity=0.9, out_dir=tmp_path, resume=True, progress=False)
+
+
+def test_reported_sparsity_is_over_the_calibrated_layers(tmp_path):
+    from yopo.train import TrainConfig, run
+
+    cfg = TrainConfig(model="mlp_digits", dataset="digits", epochs=1, progress=False, device="cpu",
+                      exclude=(":first",))
+    res = run(cfg, method="magnitude", sparsity=0.8, progress=False)
+    assert abs(res["sparsity"] - 0.8) < 1e-3  # the dense excluded layer is not counted

@@ -200,7 +200,7 @@ def run(cfg: TrainConfig, *, method: str | None = "yopo", sparsity: float = 0.9,
         label = method
     seed_everything(cfg.seed)  # training randomness does not depend on how the mask was obtained
     from ..counting import count
-    counts = count(model, data.example_batch(2)[0])
+    counts = count(model, data.example_batch(2)[0], exclude=cfg.exclude)  # sparsity over the layers calibrated
     applied = get_masks(model)
     if out is not None and rank == 0:
         out.mkdir(parents=True, exist_ok=True)
