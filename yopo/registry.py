@@ -101,6 +101,12 @@ def with_target(method: str, opts: dict, sparsity: float, input_shape: tuple[int
     return out
 
 
+def scoring_batch_size(method: str, opts: dict, default):
+    """How many examples a data-dependent method scores on: its own ``batch_size`` option (SNIP,
+    GraSP: 1024 as in App. E), else ``default``."""
+    return getattr(make_config(get_method(method), opts), "batch_size", default)
+
+
 def _snapshot(model: nn.Module):
     return ({k: v.detach().clone() for k, v in model.state_dict(keep_vars=True).items() if isinstance(v, torch.Tensor)},
             [(m, m.training) for m in model.modules()],

@@ -266,9 +266,9 @@ def _method_batch(m: MethodSpec) -> int | None:
     """The scoring batch a data-dependent method asks for (its ``batch_size`` option, e.g. SNIP and
     GraSP: 1024 as in App. E), as the training pipeline uses it."""
     try:
-        from .registry import get_method, make_config
+        from .registry import scoring_batch_size
 
-        return getattr(make_config(get_method(m.method), m.options), "batch_size", None)
+        return scoring_batch_size(m.method, m.options, None)
     except Exception:
         return None
 
@@ -542,20 +542,17 @@ KNOWN_NUM_CLASSES = {"digits": 10, "mnist1d": 10, "cifar10": 10, "cifar100": 100
 
 INPUT_SHAPES = {"digits": (1, 8, 8), "mnist1d": (40,), "cifar10": (3, 32, 32), "cifar100": (3, 32, 32),
                 "tinyimagenet": (3, 64, 64), "imagenet": (3, 224, 224)}
-_FLAT_INPUT_MODELS = ("mlp_mnist1d", "conv1d_mnist1d", "mlp_digits")
 
 
 def model_kwargs(model: str, dataset: str, train: dict) -> dict:
     """Constructor keywords the training pipeline derives from the data's input shape (same rule as
     ``yopo.train.run``), so the family is computed on exactly the model that gets trained."""
+    from .models import input_kwargs
+
     shape = INPUT_SHAPES.get(dataset)
     if shape is None:
         shape = tuple(load_dataset(dataset, train).input_shape)
-    if model in _FLAT_INPUT_MODELS:
-        return {"input_size": int(math.prod(shape))}
-    if len(shape) == 3 and shape[0] != 3:
-        return {"in_channels": int(shape[0])}
-    return {}
+    return input_kwargs(model, shape)
 
 
 def num_classes_of(dataset: str, train: dict) -> int:

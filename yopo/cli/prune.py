@@ -56,12 +56,10 @@ def layer_table(cal, file=None) -> None:
 
 
 def run(args) -> int:
-    import torch
-
     from ..family import Family, save_mask
     from ..layers import prunable_layers
-    from ..models import build
-    from ..registry import get_method, make_config, score, with_target
+    from ..models import build, input_kwargs
+    from ..registry import get_method, score, scoring_batch_size, with_target
 
     a = from_args(PruneArgs, args)
     check_sparsity(a.sparsity)  # fail before scoring, not after
@@ -79,11 +77,12 @@ def run(args) -> int:
         from ..data import load_data
 
         d = load_data(a.dataset, a.data_root, seed=a.seed)
-        data = d.example_batch(getattr(make_config(method, opts), "batch_size", 128))
+        data = d.example_batch(scoring_batch_size(a.method, opts, 128))
         a = dataclasses.replace(a, num_classes=d.num_classes)
     if a.method != "yopo":
         opts = with_target(a.method, opts, a.sparsity, d.input_shape if data is not None else None)
-    model = build(a.model, a.num_classes, init=a.weight_init, seed=a.seed)
+    model = build(a.model, a.num_classes, init=a.weight_init, seed=a.seed,
+                  **(input_kwargs(a.model, d.input_shape) if data is not None else {}))
     scores = score(model, a.method, seed=a.seed, device=a.device, data=data, exclude=a.exclude, **opts)
     layers = prunable_layers(model, exclude=a.exclude)
     fam = Family.from_scores(scores, layers, method=a.method, settings=opts, seed=a.seed, model_name=a.model)

@@ -21,6 +21,8 @@ Common keywords: ``in_channels`` (input channels) and, for the MLPs/Conv1d nets,
 """
 from __future__ import annotations
 
+import math
+
 from typing import Callable
 
 import torch
@@ -70,6 +72,20 @@ def get_model(name: str, num_classes: int = 10, **kwargs) -> nn.Module:
             return torchvision_model(name, num_classes, **kwargs)
         check_choice("model", name, sorted(_MODELS) + ["tv:<torchvision name>", "timm:<timm name>"])
     return _MODELS[name](num_classes=num_classes, **kwargs)
+
+
+FLAT_INPUT_MODELS = ("mlp_mnist1d", "conv1d_mnist1d", "mlp_digits")
+
+
+def input_kwargs(model: str, input_shape) -> dict:
+    """Constructor keywords that fit ``model`` to samples of ``input_shape`` (no batch dim): the
+    flattened size for the MLP/Conv1d demo nets, the channel count for non-RGB images."""
+    shape = tuple(int(v) for v in input_shape)
+    if model in FLAT_INPUT_MODELS:
+        return {"input_size": math.prod(shape)}
+    if len(shape) == 3 and shape[0] != 3:
+        return {"in_channels": shape[0]}
+    return {}
 
 
 def check_model(name: str) -> None:

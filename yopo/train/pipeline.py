@@ -18,8 +18,8 @@ from ..family import Family, check_fingerprint, load_mask, save_mask
 from ..io import write_json
 from ..layers import prunable_layers
 from ..masks import apply_masks, get_masks
-from ..models import build
-from ..registry import get_method, make_config, score, with_target
+from ..models import build, input_kwargs
+from ..registry import get_method, score, scoring_batch_size, with_target
 from ..validate import check_sparsity
 from .config import TrainConfig
 from .loop import CHECKPOINT, load_checkpoint, train
@@ -155,10 +155,8 @@ def run(cfg: TrainConfig, *, method: str | None = "yopo", sparsity: float = 0.9,
                      augment=cfg.augment, device=device, rank=rank, world=world,
                      cache_dir=cfg.cache_dir, workers=cfg.workers, image_size=cfg.image_size)
     cfg = cfg.resolved(data.num_classes)
-    kw = {"in_channels": data.input_shape[0]} if len(data.input_shape) == 3 and data.input_shape[0] != 3 else {}
-    if cfg.model in ("mlp_mnist1d", "conv1d_mnist1d", "mlp_digits"):
-        kw = {"input_size": int(np.prod(data.input_shape))}
-    model = build(cfg.model, cfg.num_classes, init=cfg.init, seed=cfg.seed, **kw).to(device)
+    model = build(cfg.model, cfg.num_classes, init=cfg.init, seed=cfg.seed,
+                  **input_kwargs(cfg.model, data.input_shape)).to(device)
     out = Path(out_dir) if out_dir is not None else None
     ckpt = out / CHECKPOINT if out is not None else None
     provenance: dict = {}
@@ -187,8 +185,7 @@ def run(cfg: TrainConfig, *, method: str | None = "yopo", sparsity: float = 0.9,
         method_opts = with_target(method, method_opts, sparsity, data.input_shape)
         batch = None
         if not meth.data_free:  # one scoring batch of the method's own size (SNIP/GraSP: 1024, App. E)
-            n = getattr(make_config(meth, method_opts), "batch_size", cfg.batch_size // world)
-            batch = data.example_batch(n)
+            batch = data.example_batch(scoring_batch_size(method, method_opts, cfg.batch_size // world))
         scores = score(model, method, seed=cfg.seed, data=batch, exclude=cfg.exclude, **method_opts)
         m = calibrate(scores, sparsity, mode=mode, robust=cfg.robust, min_keep=cfg.min_keep)
         if world > 1:  # every rank trains with rank 0's mask
