@@ -130,6 +130,12 @@ def _safe_scale(scale: float, x: torch.Tensor) -> float:
     return s if s > 0 else 1.0
 
 
+def _threshold_stats(x: torch.Tensor, robust: str) -> tuple[float, float]:
+    """(loc, scale) of the threshold tau = loc + alpha * scale, the scale kept positive."""
+    loc, scale = robust_stats(x, robust)
+    return loc, _safe_scale(scale, x.flatten())
+
+
 def topk_mask(key: torch.Tensor, k: int) -> torch.Tensor:
     """Boolean mask of the ``k`` largest entries of a 1-D ``key``; ties go to lower indices."""
     return _topk_mask_cut(key, k)[0]
@@ -302,23 +308,20 @@ def mort(scores: dict[str, torch.Tensor], sparsity, mode: str = "global", robust
             # forced entries are never dropped, so the cut is the largest dropped score
             m, tau = _topk_mask_cut(key.masked_fill(forced[n].flatten(), torch.inf), k)
             cal.masks[n] = m
-            loc, scale = robust_stats(key, robust)
-            scale = _safe_scale(scale, key)
+            loc, scale = _threshold_stats(key, robust)
             cal.thresholds[n] = tau
             cal.alphas[n] = (tau - loc) / scale
     else:
         keys, locs, scales = [], [], []
         if mode == "global":
             pooled = torch.cat([S2[n].flatten() for n in names])
-            loc, scale = robust_stats(pooled, robust)
-            scale = _safe_scale(scale, pooled)
+            loc, scale = _threshold_stats(pooled, robust)
             keys = [S2[n].flatten() for n in names]
             locs, scales = [loc] * len(names), [scale] * len(names)
         else:
             for n in names:
                 x = S2[n].flatten()
-                loc, scale = robust_stats(x, robust)
-                scale = _safe_scale(scale, x)
+                loc, scale = _threshold_stats(x, robust)
                 keys.append((x - loc) / scale)
                 locs.append(loc)
                 scales.append(scale)
@@ -342,13 +345,10 @@ def _bisect(cal: Calibration, S2, forced, names, K, ks, robust, tol) -> None:
     def run(group: list[str], k_target: int, pooled: bool) -> float:
         if pooled:
             x = torch.cat([S2[n].flatten() for n in group])
-            loc, scale = robust_stats(x, robust)
-            stats = {n: (loc, _safe_scale(scale, x)) for n in group}
+            loc, scale = _threshold_stats(x, robust)
+            stats = {n: (loc, scale) for n in group}
         else:
-            stats = {}
-            for n in group:
-                loc, scale = robust_stats(S2[n], robust)
-                stats[n] = (loc, _safe_scale(scale, S2[n].flatten()))
+            stats = {n: _threshold_stats(S2[n], robust) for n in group}
 
         def kept(alpha: float) -> int:
             return sum(int(((S2[n] > stats[n][0] + alpha * stats[n][1]) | forced[n]).sum()) for n in group)
