@@ -125,6 +125,16 @@ def test_fast_solvers_reach_mu200(fn):
     assert (objective(W, V, H) <= target).all()
 
 
+def test_hals_keeps_every_component_alive():
+    # |W| of a fan-in-scaled layer is ~100x smaller than the U[0,1) init; without rescaling the
+    # init, a single sweep pins whole components of V at eps (4 of 7 here), and they only come
+    # back through near-singular steps (dividing by G[k, k] ~ eps)
+    W = _absw(2, 64, 300, seed=1)
+    V, H = init_factors(W, 7, "uniform", [4, 5])
+    hals_frobenius(W, V, H, 1, 1e-8, inner=1)
+    assert (V.amax(dim=1) > 1e-4).all() and (H.amax(dim=2) > 1e-4).all()
+
+
 def test_fast_solver_rejects_other_losses():
     with pytest.raises(ValueError, match="frobenius"):
         YopoConfig(solver="hals", loss="kl").validate()

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .layers import flat
-from .validate import check_choice, check_float, check_int, check_sparsity
+from .validate import check_choice, check_int, check_sparsity
 
 MODES = ("global", "layerwise", "local")
 ROBUST = ("mad", "std")

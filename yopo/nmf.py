@@ -79,47 +79,46 @@ def _factor_dtype(W: torch.Tensor) -> torch.dtype:
 class _Products:
     """The two products that read W, with W stored in float32, bfloat16 or float16.
 
-    Factors are kept in float32; for reduced-precision storage they are cast to W's dtype for the
-    product (the GEMM accumulates in float32 and rounds its (o, r) / (r, d) result once), and the
-    result is widened back into a float32 buffer. Layouts are chosen for CPU GEMM speed: W (B, o, d)
-    row-major, H (B, r, d) row-major; W H^T reads H through a transposed view and V^T W reads V
-    through a transposed view, so nothing of size o x d is ever transposed or copied.
+    V is kept transposed, as ``Vt`` (B, r, o), so both products put the rank on the left:
+    ``H W^T`` (B, r, o) and ``Vt W`` (B, r, d). On CPU, MKL runs these skinny GEMMs about 1.3x
+    faster than ``W H^T`` (B, o, r) (measured: 0.035 vs 0.046 ns per weight and rank on a 512 x 4608
+    layer); nothing of size o x d is ever transposed or copied. Factors are float32; for
+    reduced-precision storage they are cast to W's dtype for the product (the GEMM accumulates in
+    float32 and rounds its small result once), and the result is widened into a float32 buffer.
     """
 
     def __init__(self, W: torch.Tensor, r: int):
         self.W = W
+        self.Wt = W.transpose(1, 2)
         self.low = W.dtype in (torch.bfloat16, torch.float16)
         B, o, d = W.shape
         if self.low:
-            self.tmp_v = W.new_empty(B, o, r)
+            self.tmp_v = W.new_empty(B, r, o)
             self.tmp_h = W.new_empty(B, r, d)
-            self.cast_v = W.new_empty(B, o, r)
+            self.cast_v = W.new_empty(B, r, o)
             self.cast_h = W.new_empty(B, r, d)
 
-    def wht(self, H: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """out = W H^T (B, o, r)."""
+    def hwt(self, H: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """out = H W^T = (W H^T)^T, shape (B, r, o)."""
         if not self.low:
-            return torch.bmm(self.W, H.transpose(1, 2), out=out)
+            return torch.bmm(H, self.Wt, out=out)
         self.cast_h.copy_(H)
-        torch.bmm(self.W, self.cast_h.transpose(1, 2), out=self.tmp_v)
+        torch.bmm(self.cast_h, self.Wt, out=self.tmp_v)
         return out.copy_(self.tmp_v)
 
-    def vtw(self, V: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """out = V^T W (B, r, d)."""
+    def vtw(self, Vt: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """out = V^T W, shape (B, r, d), from Vt (B, r, o)."""
         if not self.low:
-            return torch.bmm(V.transpose(1, 2), self.W, out=out)
-        self.cast_v.copy_(V)
-        torch.bmm(self.cast_v.transpose(1, 2), self.W, out=self.tmp_h)
+            return torch.bmm(Vt, self.W, out=out)
+        self.cast_v.copy_(Vt)
+        torch.bmm(self.cast_v, self.W, out=self.tmp_h)
         return out.copy_(self.tmp_h)
 
 
-_SMALL_BATCH = 1 << 18  # entries of W below which a Python-level step costs more than its flops
-
-
 def _mu_buffers(B: int, o: int, d: int, r: int, like: torch.Tensor):
-    """Numerator/denominator buffers of the V and H updates and an r x r Gram buffer, allocated
+    """Numerator/denominator buffers of the V^T and H updates and an r x r Gram buffer, allocated
     once per call (not per iteration)."""
-    return (like.new_empty(B, o, r), like.new_empty(B, o, r), like.new_empty(B, r, d), like.new_empty(B, r, d),
+    return (like.new_empty(B, r, o), like.new_empty(B, r, o), like.new_empty(B, r, d), like.new_empty(B, r, d),
             like.new_empty(B, r, r))
 
 
@@ -127,22 +126,25 @@ def mu_frobenius(W: torch.Tensor, V: torch.Tensor, H: torch.Tensor, iters: int, 
     """In-place Euclidean MU (paper eq. 8): V <- V*(W H^T)/(V (H H^T) + eps);
     H <- H*(V^T W)/((V^T V) H + eps).
 
-    Two passes over W per step (one per factor; the H update needs the new V, so they cannot be
-    merged without changing the algorithm). Every buffer is allocated once, before the loop.
+    Run on V^T (the same update transposed: (V G)^T = G V^T as G = H H^T is symmetric), see
+    ``_Products``. Two passes over W per step (one per factor; the H update needs the new V, so
+    they cannot be merged without changing the algorithm). Every buffer is allocated once.
     """
     B, o, d = W.shape
     r = V.shape[-1]
     prod = _Products(W, r)
     num_v, den_v, num_h, den_h, gram = _mu_buffers(B, o, d, r, V)
+    Vt = V.transpose(1, 2).contiguous()
     for _ in range(iters):
-        prod.wht(H, num_v)
+        prod.hwt(H, num_v)
         torch.bmm(H, H.transpose(1, 2), out=gram)
-        torch.bmm(V, gram, out=den_v)
-        V.mul_(num_v.div_(den_v.add_(eps)))
-        prod.vtw(V, num_h)
-        torch.bmm(V.transpose(1, 2), V, out=gram)
+        torch.bmm(gram, Vt, out=den_v)
+        Vt.mul_(num_v.div_(den_v.add_(eps)))
+        prod.vtw(Vt, num_h)
+        torch.bmm(Vt, Vt.transpose(1, 2), out=gram)
         torch.bmm(gram, H, out=den_h)
         H.mul_(num_h.div_(den_h.add_(eps)))
+    V.copy_(Vt.transpose(1, 2))
 
 
 def amu_frobenius(W: torch.Tensor, V: torch.Tensor, H: torch.Tensor, iters: int, eps: float,
@@ -157,18 +159,17 @@ def amu_frobenius(W: torch.Tensor, V: torch.Tensor, H: torch.Tensor, iters: int,
     r = V.shape[-1]
     prod = _Products(W, r)
     num_v, den_v, num_h, den_h, gram = _mu_buffers(B, o, d, r, V)
-    old_v = V.new_empty(B, o, r)
-    old_h = V.new_empty(B, r, d)
+    Vt = V.transpose(1, 2).contiguous()
+    step_v = V.new_empty(B, r, o)
+    step_h = V.new_empty(B, r, d)
     inner_v = min(max_inner, 1 + int(alpha * (1 + (o * d + d * r) / (o * r + o))))
     inner_h = min(max_inner, 1 + int(alpha * (1 + (o * d + o * r) / (d * r + d))))
 
-    def inner(X, num, den, step, gram, left, steps):
+    def inner(X, num, den, step, gram, steps):
+        # X (B, r, n) is V^T or H; both updates read X <- X * num / (gram X + eps)
         first = None
-        for k in range(steps):
-            if left:
-                torch.bmm(X, gram, out=den)
-            else:
-                torch.bmm(gram, X, out=den)
+        for _k in range(steps):
+            torch.bmm(gram, X, out=den)
             if steps == 1:
                 X.mul_(num.div(den.add_(eps)))
                 return
@@ -183,51 +184,64 @@ def amu_frobenius(W: torch.Tensor, V: torch.Tensor, H: torch.Tensor, iters: int,
                 break
 
     for _ in range(iters):
-        prod.wht(H, num_v)
+        prod.hwt(H, num_v)
         torch.bmm(H, H.transpose(1, 2), out=gram)
-        inner(V, num_v, den_v, old_v, gram, True, inner_v)
-        prod.vtw(V, num_h)
-        torch.bmm(V.transpose(1, 2), V, out=gram)
-        inner(H, num_h, den_h, old_h, gram, False, inner_h)
+        inner(Vt, num_v, den_v, step_v, gram, inner_v)
+        prod.vtw(Vt, num_h)
+        torch.bmm(Vt, Vt.transpose(1, 2), out=gram)
+        inner(H, num_h, den_h, step_h, gram, inner_h)
+    V.copy_(Vt.transpose(1, 2))
 
 
 def hals_frobenius(W: torch.Tensor, V: torch.Tensor, H: torch.Tensor, iters: int, eps: float,
-                   inner: int = 3) -> None:
+                   inner: int = 4) -> None:
     """Accelerated HALS (Cichocki & Phan 2009; Gillis & Glineur 2012): exact block-coordinate updates
     of one rank-one component at a time, V[:, k] <- max(eps, V[:, k] + (A[:, k] - V G[:, k]) / G[k, k])
     with A = W H^T and G = H H^T computed once per pass over W and reused for ``inner`` sweeps;
-    the same for the rows of H (one sweep for batches under 2^18 entries, where per-op overhead
-    dominates). Factors stay >= eps so the support never dies (a zero entry of V/H
-    could not come back to life in MU-style refinements). ``iters`` counts passes over W."""
+    the same for the rows of H. Factors stay >= eps so the support never dies (a zero entry of V/H
+    could not come back to life in MU-style refinements). ``iters`` counts passes over W. Four
+    sweeps per pass were fastest to MU-200's objective on ResNet-20 and VGG-19 (2-5 tried).
+
+    Each component update is written as X[k] <- max(eps, A[k]/G[k,k] - M[k] X) with
+    M = G / diag(G) and M[k, k] = 0 (the same update, rearranged), so it costs two tensor calls:
+    on small layers the solver is bound by the number of calls, not by flops.
+    """
     B, o, d = W.shape
     r = V.shape[-1]
-    if W.numel() < _SMALL_BATCH:  # small batches: one sweep per pass (per-op overhead dominates)
-        inner = 1
     prod = _Products(W, r)
-    A = V.new_empty(B, o, r)
-    Ah = V.new_empty(B, r, d)
-    G = V.new_empty(B, r, r)
     Vt = V.transpose(1, 2).contiguous()  # (B, r, o): a component of V is a contiguous row
-    for _ in range(iters):
-        # --- V: A = W H^T (B, o, r), G = H H^T
-        prod.wht(H, A)
-        At = A.transpose(1, 2).contiguous()
-        torch.bmm(H, H.transpose(1, 2), out=G)
+    A_v = V.new_empty(B, r, o)
+    A_h = V.new_empty(B, r, d)
+    G = V.new_empty(B, r, r)
+    tmp_v = V.new_empty(B, 1, o)
+    tmp_h = V.new_empty(B, 1, d)
+
+    def sweep(X, A, tmp):
+        """X (B, r, n) <- HALS sweeps on min ||A - G X|| style normal equations; A, G as above."""
         Gd = G.diagonal(dim1=1, dim2=2).clamp_min(eps).unsqueeze(-1)  # (B, r, 1)
+        A.div_(Gd)
+        G.div_(Gd).diagonal(dim1=1, dim2=2).zero_()
+        rows = [(X[:, k : k + 1], A[:, k : k + 1], G[:, k : k + 1]) for k in range(r)]
         for _s in range(inner):
-            for k in range(r):
-                # Vt[k] += (At[k] - G[k, :] Vt) / G[k, k]
-                step = torch.bmm(G[:, k : k + 1, :], Vt).neg_().add_(At[:, k : k + 1, :]).div_(Gd[:, k : k + 1])
-                Vt[:, k : k + 1, :].add_(step).clamp_(min=eps)
-        V.copy_(Vt.transpose(1, 2))
-        # --- H: Ah = V^T W (B, r, d), G = V^T V
-        prod.vtw(V, Ah)
-        torch.bmm(Vt, V, out=G)
-        Gd = G.diagonal(dim1=1, dim2=2).clamp_min(eps).unsqueeze(-1)
-        for _s in range(inner):
-            for k in range(r):
-                step = torch.bmm(G[:, k : k + 1, :], H).neg_().add_(Ah[:, k : k + 1, :]).div_(Gd[:, k : k + 1])
-                H[:, k : k + 1, :].add_(step).clamp_(min=eps)
+            for x, a, m in rows:
+                torch.baddbmm(a, m, X, alpha=-1.0, out=tmp)
+                torch.clamp_min(tmp, eps, out=x)
+
+    for it in range(iters):
+        prod.hwt(H, A_v)  # (W H^T)^T
+        torch.bmm(H, H.transpose(1, 2), out=G)
+        if it == 0:
+            # Rescale the init so V H has W's scale: s = <W, VH> / ||VH||^2 (the best multiple).
+            # A U[0,1) init is far too large for |W| of a fan-in-scaled layer; unscaled, the first
+            # sweep drives whole components to eps, where they stay.
+            num = (Vt * A_v).sum(dim=(1, 2), keepdim=True)
+            den = (torch.bmm(Vt, Vt.transpose(1, 2)) * G).sum(dim=(1, 2), keepdim=True)
+            Vt.mul_(num / den.clamp_min(eps))
+        sweep(Vt, A_v, tmp_v)
+        prod.vtw(Vt, A_h)  # V^T W
+        torch.bmm(Vt, Vt.transpose(1, 2), out=G)
+        sweep(H, A_h, tmp_h)
+    V.copy_(Vt.transpose(1, 2))
 
 
 def mu_kl(W: torch.Tensor, V: torch.Tensor, H: torch.Tensor, iters: int, eps: float) -> None:
