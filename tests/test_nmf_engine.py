@@ -159,3 +159,24 @@ def test_threads_option_keeps_results():
     b = yopo_saliency(ws, YopoConfig(iters=5, threads=2))
     assert torch.allclose(a["a.weight"], b["a.weight"], rtol=1e-3, atol=1e-5)
     assert torch.get_num_threads() >= 1
+
+
+@pytest.mark.parametrize("fn", [mu_frobenius, amu_frobenius, hals_frobenius])
+def test_thread_split_restores_threads_and_keeps_results(fn):
+    # With 2 intra-op threads the products run on both and the small calls on one; the caller's
+    # thread count is restored, also when the solver raises
+    W = _absw(2, 64, 300, seed=2)
+    V0, H0 = init_factors(W, 7, "uniform", [1, 2])
+    V1, H1 = V0.clone(), H0.clone()
+    fn(W, V1, H1, 20, 1e-8)  # one thread (module fixture)
+    torch.set_num_threads(2)
+    try:
+        V2, H2 = V0.clone(), H0.clone()
+        fn(W, V2, H2, 20, 1e-8)
+        assert torch.get_num_threads() == 2
+        with pytest.raises(RuntimeError):
+            fn(W, V0.clone(), H0[:, :, :5].clone(), 2, 1e-8)  # H of the wrong width
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    assert torch.allclose(V1 @ H1, V2 @ H2, rtol=1e-3, atol=1e-5)

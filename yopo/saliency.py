@@ -33,7 +33,8 @@ class YopoConfig:
     eps: float = opt(1e-8, "added to every multiplicative-update denominator")
     max_batch_elems: int = opt(1 << 22, "cap on B*o*d per batched NMF call (keeps a batch in cache; memory)")
     solver: str = opt("mu", "NMF solver: mu = the paper's multiplicative updates; amu = accelerated MU, "
-                      "hals = accelerated HALS (frobenius loss; ~20 passes reach MU-200's objective)", SOLVERS)
+                      "hals = accelerated HALS (frobenius loss; --iters then counts passes over W: "
+                      "hals needs ~10, amu ~15-25 to reach MU-200's objective)", SOLVERS)
     storage_dtype: str = opt("float32", "dtype |W| is stored in during the NMF (products accumulate in "
                              "float32, factors and the residual stay float32)", STORAGE_DTYPES)
     threads: int = opt(0, "intra-op CPU threads during the NMF (0 = auto: 1 for batches under 2^20 entries, "
