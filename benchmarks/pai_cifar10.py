@@ -32,7 +32,7 @@ METHODS = ["yopo-G", "yopo-L", "random", "magnitude", "snip", "grasp", "synflow"
 # process spin badly when the cores are shared): 3 epochs + 1 test ~ 2.6 min per run, 28 runs on
 # 2 workers ~ 35-40 min including scoring (SynFlow: 100 rounds per budget).
 DEFAULT_EPOCHS = 3
-SOLVER_PASSES = {"amu": 25, "hals": 10}
+SOLVER_PASSES = {"amu": 20, "hals": 10}
 DEFAULT_WORKERS = 2
 
 
@@ -52,7 +52,7 @@ def build_config(args) -> dict:
     methods = args.methods or (["yopo-G", "snip"] if quick else METHODS)
     if args.solver_ablation:  # issue 6: accuracy of the fast NMF solvers against the default MU,
         # each run for the passes over W at which it first reaches MU-200's objective on ResNet-20
-        # (benchmarks/solvers.py: amu 25, hals 10), i.e. as used for speed
+        # (benchmarks/solvers.py: amu 20, hals 10), i.e. as used for speed
         methods = list(methods) + [{"label": f"yopo-G-{s}", "method": "yopo", "mode": "global",
                                     "opts": {"solver": s, "iters": n}} for s, n in SOLVER_PASSES.items()]
     return {"name": "pai_cifar10" + ("_quick" if quick else ""), "out": str(args.out), "models": ["resnet20"],

@@ -1,7 +1,8 @@
 """Objective vs time of the NMF solvers (mu, amu, hals) on whole models, and mask agreement.
 
-For each model, every group of same-shaped layers is factored exactly as ``yopo_saliency`` does
-(same seeds, same batches, rank 7). Each solver is run pass by pass; the objective
+For each model, the layers are batched exactly as ``yopo_saliency`` batches them for each solver
+(``plan_batches``: same-shaped layers together; HALS packs small layers into zero-padded batches;
+same seeds, rank 7). Each solver is run pass by pass; the objective
 sum_l ||W_l - V_l H_l||_F^2 over all layers is recorded at checkpoints (time spent evaluating it
 is excluded). Reported: the time each fast solver needs to reach the objective of 200 plain MU
 steps, as a fraction of MU-200's time (medians of --repeats alternating timings in the same
@@ -17,54 +18,46 @@ import _common  # noqa: F401  (sets OMP_WAIT_POLICY before torch is imported)
 import argparse
 import statistics
 import time
-from collections import defaultdict
-
-import torch
 
 from _common import env, mask_agreement, model_weights, save
 from yopo.calibrate import mort
 from yopo.nmf import get_update, init_factors, objective
-from yopo.saliency import YopoConfig, _prepare, _threads, layer_rank, layer_seed, residual
+from yopo.saliency import YopoConfig, _prepare, _threads, layer_seed, plan_batches, residual, stack_batch
 
 CHECK = [1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100, 150, 200]
 
 
 def groups(ws: dict, cfg: YopoConfig):
-    g = defaultdict(list)
+    """The engine's batches for ``cfg.solver`` (``plan_batches``: HALS packs small layers)."""
     mats = {n: _prepare(w, n, cfg) for n, w in ws.items()}
-    for n, a in mats.items():
-        g[(a.shape[0], a.shape[1], layer_rank(n, *a.shape, cfg))].append(n)
-    out = []
-    for (o, d, r), names in g.items():
-        per = max(1, cfg.max_batch_elems // (o * d))
-        for i in range(0, len(names), per):
-            chunk = names[i : i + per]
-            out.append((chunk, torch.stack([mats[n] for n in chunk]), r))
-    return out
+    return [(b, stack_batch(b, mats)) for b in plan_batches({n: tuple(a.shape) for n, a in mats.items()}, cfg)]
 
 
 def trace(batches, solver: str, passes: int, seed: int = 0):
     """[(passes, seconds, objective)] at checkpoints, and the final scores."""
     fn = get_update("frobenius", solver)
     state = []
-    for names, W, r in batches:
-        V, H = init_factors(W, r, "uniform", [layer_seed(seed, n) for n in names])
-        state.append((names, W, V, H))
+    for b, W in batches:
+        V, H = init_factors(W, b.rank, "uniform", [layer_seed(seed, n) for n in b.names],
+                            list(b.shapes) if b.padded else None)
+        state.append((b, W, V, H))
     elapsed, points, done = 0.0, [], 0
     for p in [c for c in CHECK if c <= passes]:
-        for names, W, V, H in state:
+        for b, W, V, H in state:
             small = 1 if W.numel() < (1 << 20) else 0  # the engine's thread rule
             t = time.perf_counter()
             with _threads(small):
                 fn(W, V, H, p - done, 1e-8)
             elapsed += time.perf_counter() - t
         done = p
-        points.append((p, elapsed, float(sum(float(objective(W, V, H).sum()) for _, W, V, H in state))))
+        # the objective over the real (unpadded) entries only
+        points.append((p, elapsed, float(sum(float(objective(W[j:j + 1, :o, :d], V[j:j + 1, :o], H[j:j + 1, :, :d]).sum())
+                                             for b, W, V, H in state for j, (o, d) in enumerate(b.shapes)))))
     scores = {}
-    for names, W, V, H in state:
+    for b, W, V, H in state:
         S = residual(W, V, H)
-        for j, n in enumerate(names):
-            scores[n] = S[j]
+        for j, (n, (o, d)) in enumerate(zip(b.names, b.shapes)):
+            scores[n] = S[j, :o, :d]
     return points, scores
 
 
@@ -78,10 +71,10 @@ def main() -> None:
     print(f"# {info['cpu']}, {info['cores']} cores, torch {info['torch']}, {info['threads']} threads, "
           f"load {info['loadavg_at_start']}; objective traces: 1 run; times: median of {args.repeats}")
     rows = []
-    cfg = YopoConfig()
     for name in args.models:
         ws = model_weights(name)
-        batches = groups(ws, cfg)
+        plans = {s: groups(ws, YopoConfig(solver=s)) for s in ("mu", "amu", "hals")}
+        batches = plans["mu"]
         trace(batches[:1], "mu", 2)  # warm-up
         mu_pts, mu_S = trace(batches, "mu", 200)
         t_mu, f_mu = mu_pts[-1][1], mu_pts[-1][2]
@@ -89,12 +82,12 @@ def main() -> None:
         row = {"model": name, "mu200_seconds": [t_mu], "mu200_objective": f_mu, "mu_trace": mu_pts, "solvers": {}}
         hits = {}
         for solver in ("amu", "hals"):
-            pts, S = trace(batches, solver, args.max_passes)
+            pts, S = trace(plans[solver], solver, args.max_passes)
             hit = next(((p, t, f) for p, t, f in pts if f <= f_mu), None)
             hits[solver] = hit
             m = mort({n: S[n].reshape(ws[n].shape) for n in ws}, 0.9).masks
             if hit is not None:  # the mask at the pass count that first reaches MU-200's objective
-                _, S_hit = trace(batches, solver, hit[0])
+                _, S_hit = trace(plans[solver], solver, hit[0])
                 m = mort({n: S_hit[n].reshape(ws[n].shape) for n in ws}, 0.9).masks
             row["solvers"][solver] = {
                 "trace": pts, "passes_to_mu200": hit[0] if hit else None,
@@ -107,7 +100,7 @@ def main() -> None:
             row["mu200_seconds"].append(trace(batches, "mu", 200)[0][-1][1])
             for solver, hit in hits.items():
                 if hit is not None:
-                    row["solvers"][solver]["seconds_to_mu200"].append(trace(batches, solver, hit[0])[0][-1][1])
+                    row["solvers"][solver]["seconds_to_mu200"].append(trace(plans[solver], solver, hit[0])[0][-1][1])
         t_mu = statistics.median(row["mu200_seconds"])
         for solver in ("amu", "hals"):
             sv = row["solvers"][solver]

@@ -19,22 +19,25 @@ LOSSES = ("frobenius", "kl", "is")
 INITS = ("uniform", "nndsvd", "nndsvda")
 
 
-def init_factors(W: torch.Tensor, rank: int, init: str, seeds: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+def init_factors(W: torch.Tensor, rank: int, init: str, seeds: list[int],
+                 shapes: list[tuple[int, int]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Initial factors for a batch. ``seeds[b]`` seeds matrix b (uniform init).
 
     Uniform draws i.i.d. U[0, 1) from a CPU generator per matrix, so the same seed gives the same
-    factors on every device and whatever else is in the batch.
+    factors on every device and whatever else is in the batch. ``shapes[b]`` = (o_b, d_b) marks
+    matrix b as zero-padded to W's (o, d): its factors are drawn at (o_b, r), (r, d_b), exactly as
+    unpadded, and the padding of V and H is zero.
     """
     B, o, d = W.shape
     if init == "uniform":
-        Vs, Hs = [], []
-        for s in seeds:
+        V = torch.zeros(B, o, rank)
+        H = torch.zeros(B, rank, d)
+        for b, s in enumerate(seeds):
+            ob, db = shapes[b] if shapes else (o, d)
             g = torch.Generator().manual_seed(int(s))
-            Vs.append(torch.rand(o, rank, generator=g))
-            Hs.append(torch.rand(rank, d, generator=g))
-        V = torch.stack(Vs).to(device=W.device, dtype=_factor_dtype(W))
-        H = torch.stack(Hs).to(device=W.device, dtype=_factor_dtype(W))
-        return V, H
+            V[b, :ob] = torch.rand(ob, rank, generator=g)
+            H[b, :, :db] = torch.rand(rank, db, generator=g)
+        return V.to(device=W.device, dtype=_factor_dtype(W)), H.to(device=W.device, dtype=_factor_dtype(W))
     if init in ("nndsvd", "nndsvda"):
         return _nndsvd(W, rank, fill=init == "nndsvda")
     raise ValueError(f"init={init!r} is not allowed; choose one of {list(INITS)}")
@@ -180,8 +183,8 @@ def amu_frobenius(W: torch.Tensor, V: torch.Tensor, H: torch.Tensor, iters: int,
     reused for several cheap V updates (cost O(o r^2) each), then the same for H. The number of
     inner updates is 1 + floor(alpha * rho) with rho = 1 + (o d + d r)/(o r + o) (the cost ratio of
     a pass over W to an inner update), at most ``max_inner``; the inner loop stops early once an
-    update changes the factor by less than ``delta`` times the first change. ``iters`` counts
-    passes over W (outer iterations)."""
+    update changes the factor by less than ``delta`` times the first change (``delta <= 0``: no
+    early stop, and no norm per inner update). ``iters`` counts passes over W (outer iterations)."""
     B, o, d = W.shape
     r = V.shape[-1]
     prod = _Products(W, r)
@@ -197,9 +200,9 @@ def amu_frobenius(W: torch.Tensor, V: torch.Tensor, H: torch.Tensor, iters: int,
         first = None
         for _k in range(steps):
             torch.bmm(gram, X, out=den)
-            if steps == 1:
-                X.mul_(num.div(den.add_(eps)))
-                return
+            if steps == 1 or delta <= 0:  # no early stop: the plain update, 4 calls
+                X.mul_(torch.div(num, den.add_(eps), out=den))
+                continue
             # step = X * (num / den) - X; X += step (X * ratio, written as an increment)
             torch.div(num, den.add_(eps), out=step)
             step.sub_(1.0).mul_(X)
