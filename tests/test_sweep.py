@@ -236,3 +236,27 @@ def test_cli_dry_run_and_set(tmp_path, capsys):
     assert main(["sweep", str(cfg), "--dry-run"]) == 0
     assert "12 runs, 2 done" in capsys.readouterr().out
     assert main(["sweep", str(tmp_path / "missing.toml")]) == 2
+
+
+def test_synflow_family_uses_the_datasets_input_shape(tmp_path, monkeypatch):
+    # SynFlow builds its own all-ones input: the sweep gives it the data's example shape, and the
+    # shape is part of the family's identity (32x32 ones and 64x64 ones give different scores)
+    import yopo.registry
+    from yopo.sweep import default_scorer
+
+    spec = SweepSpec.from_dict(spec_dict(tmp_path, methods=["synflow"], sparsities=[0.9], seeds=[0]))
+    run = expand(spec)[0]
+    assert run.family["input_shape"] == [1, 8, 8]
+    seen = {}
+    real = yopo.registry.score
+
+    def spy(model, method, **kw):
+        seen.update(kw)
+        return real(model, method, **kw)
+
+    monkeypatch.setattr(yopo.registry, "score", spy)
+    default_scorer(run.family)
+    assert seen["input_shape"] == (1, 8, 8)
+    other = dict(run.family, input_shape=[1, 16, 16])
+    from yopo.sweep import family_key
+    assert family_key(other) != run.family_key

@@ -228,6 +228,16 @@ def _needs_data(method: str) -> bool:
 SPARSITY_OPTIONS = ("sparsity", "target_sparsity")
 
 
+def _takes_input_shape(method: str) -> bool:
+    """Data-free methods that build their own input (SynFlow's all-ones) need the data's shape."""
+    try:
+        from .registry import get_method
+
+        return "input_shape" in {f.name for f in dataclasses.fields(get_method(method).config)}
+    except Exception:
+        return False
+
+
 def _per_sparsity(method: str) -> str | None:
     """Methods whose scores depend on the target sparsity (e.g. iterative SynFlow) get one family
     per sparsity; detected by a ``sparsity``/``target_sparsity`` field of the method's options.
@@ -258,7 +268,9 @@ def _family(spec: SweepSpec, model: str, m: MethodSpec, seed: int, dataset: str,
     if field_name and field_name not in m.options:
         fam["sparsity"] = sparsity
         fam["sparsity_option"] = field_name
-    # input geometry matters for the model's shapes only through the settings above
+    if "input_shape" not in m.options and _takes_input_shape(m.method):
+        # part of the family's identity: SynFlow on 32x32 ones differs from SynFlow on 64x64 ones
+        fam["input_shape"] = list(dataset_input_shape(dataset, t))
     return fam
 
 
@@ -482,6 +494,8 @@ def default_scorer(fam: dict):
     opts = dict(fam.get("opts") or {})
     if "sparsity_option" in fam:
         opts[fam["sparsity_option"]] = fam["sparsity"]
+    if "input_shape" in fam:
+        opts["input_shape"] = tuple(int(v) for v in fam["input_shape"])
     data = None
     if not get_method(fam["method"]).data_free:
         data = scoring_batch(fam)
@@ -549,10 +563,13 @@ def model_kwargs(model: str, dataset: str, train: dict) -> dict:
     ``yopo.train.run``), so the family is computed on exactly the model that gets trained."""
     from .models import input_kwargs
 
+    return input_kwargs(model, dataset_input_shape(dataset, train))
+
+
+def dataset_input_shape(dataset: str, train: dict) -> tuple[int, ...]:
+    """One example's shape (no batch dim): known datasets from ``INPUT_SHAPES``, others loaded."""
     shape = INPUT_SHAPES.get(dataset)
-    if shape is None:
-        shape = tuple(load_dataset(dataset, train).input_shape)
-    return input_kwargs(model, shape)
+    return tuple(shape) if shape is not None else tuple(load_dataset(dataset, train).input_shape)
 
 
 def num_classes_of(dataset: str, train: dict) -> int:
