@@ -103,6 +103,8 @@ class _Products:
         self.threads = torch.get_num_threads()
         self.split = W.device.type == "cpu" and self.threads > 1
         B, o, d = W.shape
+        # reduced-precision W: buffers for the cast factors and the products' results
+        self.tmp_v = self.cast_v = self.tmp_h = self.cast_h = None
         if self.low:
             self.tmp_v = W.new_empty(B, r, o)
             self.tmp_h = W.new_empty(B, r, d)
@@ -127,21 +129,21 @@ class _Products:
         finally:
             torch.set_num_threads(1)
 
+    def _product(self, left: torch.Tensor, right: torch.Tensor, cast, tmp, out: torch.Tensor) -> torch.Tensor:
+        """out = left @ right (right a view of W); reduced-precision W: left cast to W's dtype."""
+        if not self.low:
+            return self._bmm(left, right, out)
+        cast.copy_(left)
+        self._bmm(cast, right, tmp)
+        return out.copy_(tmp)
+
     def hwt(self, H: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """out = H W^T = (W H^T)^T, shape (B, r, o)."""
-        if not self.low:
-            return self._bmm(H, self.Wt, out)
-        self.cast_h.copy_(H)
-        self._bmm(self.cast_h, self.Wt, self.tmp_v)
-        return out.copy_(self.tmp_v)
+        return self._product(H, self.Wt, self.cast_h, self.tmp_v, out)
 
     def vtw(self, Vt: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """out = V^T W, shape (B, r, d), from Vt (B, r, o)."""
-        if not self.low:
-            return self._bmm(Vt, self.W, out)
-        self.cast_v.copy_(Vt)
-        self._bmm(self.cast_v, self.W, self.tmp_h)
-        return out.copy_(self.tmp_h)
+        return self._product(Vt, self.W, self.cast_v, self.tmp_h, out)
 
 
 def _mu_buffers(B: int, o: int, d: int, r: int, like: torch.Tensor):

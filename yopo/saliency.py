@@ -148,7 +148,7 @@ def plan_batches(shapes: dict[str, tuple[int, int]], cfg: YopoConfig) -> list[Ba
     groups: dict[tuple[int, int, int], list[str]] = defaultdict(list)
     for name, (o, d) in shapes.items():
         groups[(o, d, layer_rank(name, o, d, cfg))].append(name)
-    pack = cfg.solver in PACK_SOLVERS
+    pack = cfg.solver in PACK_SOLVERS and not cfg.per_channel  # per-channel: rows of same-shaped layers
     batches: list[Batch] = []
     small: dict[int, list[str]] = defaultdict(list)
     for (o, d, rank), names in groups.items():
@@ -221,22 +221,16 @@ def yopo_saliency(weights: dict[str, torch.Tensor], cfg: YopoConfig, seed: int =
 
     out: dict[str, torch.Tensor] = {}
     with torch.no_grad():
-        if cfg.per_channel:
-            groups: dict[tuple[int, int, int], list[str]] = defaultdict(list)
-            for name, a in mats.items():
-                groups[(a.shape[0], a.shape[1], layer_rank(name, a.shape[0], a.shape[1], cfg))].append(name)
-            for (o, d, rank), names in groups.items():
-                # each output row is its own 1 x d matrix: the batch is the rows of the layer(s)
-                per = max(1, cfg.max_batch_elems // max(1, o * d))
-                for i in range(0, len(names), per):
-                    chunk = names[i : i + per]
-                    W = torch.cat([mats[n] for n in chunk]).unsqueeze(1)  # (len*o, 1, d)
-                    seeds = [layer_seed(layer_seed(seed, n), str(row)) for n in chunk for row in range(o)]
-                    S = _factor_batch(W, rank, seeds, cfg).squeeze(1)
-                    for j, n in enumerate(chunk):
-                        out[n] = S[j * o : (j + 1) * o].reshape(weights[n].shape)
-            return {n: out[n] for n in weights}
         for b in plan_batches({n: tuple(a.shape) for n, a in mats.items()}, cfg):
+            if cfg.per_channel:
+                # each output row is its own 1 x d matrix: the batch is the rows of the layer(s)
+                o = b.o
+                W = torch.cat([mats[n] for n in b.names]).unsqueeze(1)  # (len*o, 1, d)
+                seeds = [layer_seed(layer_seed(seed, n), str(row)) for n in b.names for row in range(o)]
+                S = _factor_batch(W, b.rank, seeds, cfg).squeeze(1)
+                for j, n in enumerate(b.names):
+                    out[n] = S[j * o : (j + 1) * o].reshape(weights[n].shape)
+                continue
             W = stack_batch(b, mats)
             S = _factor_batch(W, b.rank, [layer_seed(seed, n) for n in b.names], cfg,
                               list(b.shapes) if b.padded else None)

@@ -228,26 +228,21 @@ def _needs_data(method: str) -> bool:
 SPARSITY_OPTIONS = ("sparsity", "target_sparsity")
 
 
-def _takes_input_shape(method: str) -> bool:
-    """Data-free methods that build their own input (SynFlow's all-ones) need the data's shape."""
+def _option_names(method: str) -> set[str]:
+    """The option names of a registered method's config (empty for an unknown method)."""
     try:
         from .registry import get_method
 
-        return "input_shape" in {f.name for f in dataclasses.fields(get_method(method).config)}
+        return {f.name for f in dataclasses.fields(get_method(method).config)}
     except Exception:
-        return False
+        return set()
 
 
 def _per_sparsity(method: str) -> str | None:
     """Methods whose scores depend on the target sparsity (e.g. iterative SynFlow) get one family
     per sparsity; detected by a ``sparsity``/``target_sparsity`` field of the method's options.
     Returns that field's name (or None)."""
-    try:
-        from .registry import get_method
-
-        names = {f.name for f in dataclasses.fields(get_method(method).config)}
-    except Exception:
-        return None
+    names = _option_names(method)
     return next((n for n in SPARSITY_OPTIONS if n in names), None)
 
 
@@ -268,8 +263,9 @@ def _family(spec: SweepSpec, model: str, m: MethodSpec, seed: int, dataset: str,
     if field_name and field_name not in m.options:
         fam["sparsity"] = sparsity
         fam["sparsity_option"] = field_name
-    if "input_shape" not in m.options and _takes_input_shape(m.method):
-        # part of the family's identity: SynFlow on 32x32 ones differs from SynFlow on 64x64 ones
+    if "input_shape" not in m.options and "input_shape" in _option_names(m.method):
+        # data-free methods that build their own input (SynFlow's all-ones) need the data's shape;
+        # it is part of the family's identity: SynFlow on 32x32 ones differs from 64x64 ones
         fam["input_shape"] = list(dataset_input_shape(dataset, t))
     return fam
 
