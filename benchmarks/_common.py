@@ -41,7 +41,7 @@ def env() -> dict:
 
 def model_weights(name: str) -> dict[str, torch.Tensor]:
     """Prunable weights of a freshly initialized model (seed 0; no download)."""
-    from yopo.layers import get_weight, prunable_layers
+    from yopo.core.layers import get_weight, prunable_layers
     torch.manual_seed(0)
     if name == "resnet50":
         import torchvision

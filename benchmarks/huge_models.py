@@ -36,8 +36,8 @@ def run_case(preset: str, iters: int, max_layers, keep: bool, storage: str, work
     sys.path.insert(0, str(ROOT))
     import torch
 
-    from yopo.hf import hf_config, linear_specs, peak_rss_mb, stream_calibrate, stream_saliency
-    from yopo.saliency import YopoConfig
+    from yopo.integrations.hf_stream import hf_config, linear_specs, peak_rss_mb, stream_calibrate, stream_saliency
+    from yopo.methods.yopo.saliency import YopoConfig
 
     rss0 = peak_rss_mb()
     out = Path(workdir or tempfile.mkdtemp(prefix=f"yopo_{preset}_", dir=os.environ.get("YOPO_SCRATCH")))

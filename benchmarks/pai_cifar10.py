@@ -84,9 +84,9 @@ def main(argv=None) -> int:
         args.out = ROOT / "benchmarks" / "results" / "pai_cifar10" / ("quick" if args.quick else "")
     args.out = args.out.resolve()
 
-    from yopo.io import write_json
-    from yopo.report import build_report
-    from yopo.sweep import SweepSpec, run_sweep
+    from yopo.core.io import write_json
+    from yopo.experiment.report import build_report
+    from yopo.experiment.sweep import SweepSpec, run_sweep
 
     cfg = build_config(args)
     db = args.out / "results.sqlite"

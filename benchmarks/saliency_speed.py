@@ -18,9 +18,9 @@ import argparse
 import torch
 
 from _common import env, mask_agreement, model_weights, save, timed
-from yopo.calibrate import mort
-from yopo.nmf import nmf_reference
-from yopo.saliency import YopoConfig, _prepare, layer_seed, residual, yopo_saliency
+from yopo.core.calibration import mort
+from yopo.methods.yopo.nmf import nmf_reference
+from yopo.methods.yopo.saliency import YopoConfig, _prepare, layer_seed, residual, yopo_saliency
 
 
 def reference_loop(weights: dict, cfg: YopoConfig, seed: int = 0) -> dict:

@@ -20,9 +20,9 @@ import statistics
 import time
 
 from _common import env, mask_agreement, model_weights, save
-from yopo.calibrate import mort
-from yopo.nmf import get_update, init_factors, objective
-from yopo.saliency import YopoConfig, _prepare, _threads, layer_seed, plan_batches, residual, stack_batch
+from yopo.core.calibration import mort
+from yopo.methods.yopo.nmf import get_update, init_factors, objective
+from yopo.methods.yopo.saliency import YopoConfig, _prepare, _threads, layer_seed, plan_batches, residual, stack_batch
 
 CHECK = [1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100, 150, 200]
 

@@ -89,7 +89,7 @@ def main():
            "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "dense_step_s": times["dense"], "masked_step_s": times["masked"]}
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    from yopo.io import write_json
+    from yopo.core.io import write_json
     write_json(out, res)
     print(f"{a.model} bs{a.batch} on {device}: dense {md * 1e3:.1f} ms/step, masked {mm * 1e3:.1f} ms/step, "
           f"ratio {ratio:.4f} ({100 * (ratio - 1):+.2f}%); per round {[round(v, 3) for v in per_round]} -> {out}")

@@ -6,7 +6,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from yopo.calibrate import calibrate, mort, n_keep, robust_stats, topk_mask, webster
+from yopo.core.calibration import calibrate, mort, n_keep, robust_stats, topk_mask, webster
 
 MODES = ["global", "layerwise", "local"]
 

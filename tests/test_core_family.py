@@ -6,7 +6,7 @@ import torch
 
 import yopo
 from yopo.cli import main
-from yopo.family import Family, load_mask, save_mask
+from yopo.core.family import Family, load_mask, save_mask
 from yopo.models import build, get_model
 
 
@@ -129,8 +129,8 @@ def test_cli_rejects_files_of_the_wrong_kind(tmp_path, capsys):
 
 def test_optional_bool_flags_parse_as_bools():
     from yopo.cli import build_parser
-    from yopo.config import from_args
-    from yopo.train.config import TrainConfig
+    from yopo.core.config import from_args
+    from yopo.experiment.train.config import TrainConfig
 
     parse = build_parser().parse_args
     assert from_args(TrainConfig, parse(["train", "--no-amp"])).amp is False
@@ -148,7 +148,7 @@ def test_artifacts_get_the_usual_file_mode(tiny, tmp_path):
 
 
 def test_synflow_scores_with_the_datasets_input_shape(tmp_path):
-    from yopo.train import TrainConfig, run
+    from yopo.experiment.train import TrainConfig, run
 
     res = run(TrainConfig(model="cnn_digits", dataset="digits", epochs=1, progress=False, device="cpu"),
               method="synflow", sparsity=0.9, progress=False, iters=3)

@@ -7,7 +7,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 import yopo
-from yopo.masks import get_masks, reapply
+from yopo.core.masks import get_masks, reapply
 
 
 def masked(tiny, s=0.8):

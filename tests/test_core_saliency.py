@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 import yopo
-from yopo.nmf import init_factors, mu_frobenius, nmf, nmf_reference
-from yopo.saliency import YopoConfig, residual, yopo_saliency
+from yopo.methods.yopo.nmf import init_factors, mu_frobenius, nmf, nmf_reference
+from yopo.methods.yopo.saliency import YopoConfig, residual, yopo_saliency
 
 
 def test_rank_zero_template_reduces_to_magnitude(tiny):

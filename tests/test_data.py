@@ -3,8 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-import yopo.data as D
-from yopo.data import CropFlip, Normalize, RandomResizedCropFlip, TensorLoader, balanced_subset, load_data
+import yopo.experiment.data.cache as D
+from yopo.experiment.data import CropFlip, Normalize, RandomResizedCropFlip, TensorLoader, balanced_subset, load_data
 
 torch.set_num_threads(1)
 

@@ -8,11 +8,11 @@ import torch
 
 pytest.importorskip("transformers")
 
-from yopo.calibrate import mort, robust_stats  # noqa: E402
-from yopo.family import load_mask  # noqa: E402
-from yopo.hf import (hf_config, in_memory_saliency, linear_specs, load_stream_scores, materialize,  # noqa: E402
+from yopo.core.calibration import mort, robust_stats  # noqa: E402
+from yopo.core.family import load_mask  # noqa: E402
+from yopo.integrations.hf_stream import (hf_config, in_memory_saliency, linear_specs, load_stream_scores, materialize,  # noqa: E402
                      stream_calibrate, stream_saliency)
-from yopo.saliency import YopoConfig  # noqa: E402
+from yopo.methods.yopo.saliency import YopoConfig  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -9,11 +9,13 @@ import torch.nn.functional as F
 from torch import nn
 
 import yopo
-from yopo.calibrate import n_keep, topk_mask
-from yopo.config import add_dataclass_args, from_args
+from yopo.core.allocation import apportion, erk_densities
+from yopo.core.calibration import n_keep, topk_mask
+from yopo.core.config import add_dataclass_args, from_args
 from yopo.methods import get_batch, native_mask, native_sparsity
-from yopo.methods.common import IterativeEncoder, apportion, erk_densities, exponential_schedule
-from yopo.methods.expander import regular_bipartite
+from yopo.methods.support.encoding import IterativeEncoder
+from yopo.methods.support.schedules import exponential_schedule
+from yopo.methods.rreg import regular_bipartite
 from yopo.models import get_model
 
 

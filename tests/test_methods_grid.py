@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import yopo
-from yopo.calibrate import n_keep
+from yopo.core.calibration import n_keep
 from yopo.models import get_model
 
 SIGNED = {"grasp"}  # theta * Hg is signed by definition; every other method is non-negative

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from yopo import metrics as M
+from yopo.experiment import metrics as M
 
 # Table 4 of the paper (VGG19, 90% sparsity), Acc_self of seeds A..E
 C100 = [72.80, 72.50, 72.10, 72.30, 72.50]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import yopo
-from yopo.counting import count
+from yopo.core.counting import count
 from yopo.models import available_models, build, get_model
 
 torch.set_num_threads(1)

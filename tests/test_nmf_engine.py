@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from yopo.nmf import (SOLVERS, amu_frobenius, get_update, hals_frobenius, init_factors, mu_frobenius, mu_is,
-                      mu_kl, nmf, nmf_reference, objective)
-from yopo.saliency import YopoConfig, layer_seed, residual, yopo_saliency
+from yopo.methods.yopo.nmf import (SOLVERS, amu_frobenius, get_update, hals_frobenius, init_factors, mu_frobenius,
+                                   mu_is, mu_kl, nmf, nmf_reference, objective)
+from yopo.methods.yopo.saliency import YopoConfig, layer_seed, residual, yopo_saliency
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -183,7 +183,7 @@ def test_thread_split_restores_threads_and_keeps_results(fn):
 
 
 def test_plan_packs_small_layers_for_hals_only():
-    from yopo.saliency import PACK_MAX_ELEMS, plan_batches
+    from yopo.methods.yopo.saliency import PACK_MAX_ELEMS, plan_batches
 
     shapes = {"a": (16, 27), "b": (16, 144), "c": (16, 144), "d": (64, 576), "e": (512, 4608), "f": (3, 9)}
     mu = plan_batches(shapes, YopoConfig())

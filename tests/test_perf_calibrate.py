@@ -9,8 +9,8 @@ from hypothesis import given, settings, strategies as st
 
 import importlib
 
-C = importlib.import_module("yopo.calibrate")  # (the package exports a function of the same name)
-from yopo.calibrate import mort, robust_stats, topk_mask, webster  # noqa: E402
+C = importlib.import_module("yopo.core.calibration")
+from yopo.core.calibration import mort, robust_stats, topk_mask, webster  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from yopo import metrics as M
-from yopo.report import Table, build_report, i3_rows, layer_sparsity_profile, load_runs
-from yopo.sweep import SweepSpec, run_sweep
+from yopo.experiment import metrics as M
+from yopo.experiment.report import Table, build_report, i3_rows, layer_sparsity_profile, load_runs
+from yopo.experiment.sweep import SweepSpec, run_sweep
 
 TABLES = ["table1", "table6", "table2_dti", "table3_budget", "table4_i3", "table8_time", "sanity"]
 FIGURES = ["fig2_acc_vs_sparsity", "fig4_mad_vs_std", "fig8_mask_time", "fig_sanity", "fig1b_layer_sparsity",

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from yopo import calibrate
-from yopo.calibrate import mort
-from yopo.sanity import (REINIT_OFFSET, VARIANTS, changed_fraction, check_shuffle, invert_scores, layer_counts,
+from yopo.core.calibration import mort
+from yopo.experiment.sanity import (REINIT_OFFSET, VARIANTS, changed_fraction, check_shuffle, invert_scores, layer_counts,
                          shuffle_masks, variant_masks)
 
 

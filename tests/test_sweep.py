@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from yopo.family import Family
-from yopo.sweep import (MethodSpec, ResultsDB, SweepSpec, expand, family_path, load_config, run_sweep,
+from yopo.core.family import Family
+from yopo.experiment.sweep import (MethodSpec, ResultsDB, SweepSpec, expand, family_path, load_config, run_sweep,
                         synthetic_runner, transfer_masks)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +101,7 @@ def test_once_only_saliency_masks_from_family(tmp_path):
     calls = []
 
     def scorer(fam):
-        from yopo.sweep import default_scorer
+        from yopo.experiment.sweep import default_scorer
         calls.append(fam)
         return default_scorer(fam)
 
@@ -241,22 +241,22 @@ def test_cli_dry_run_and_set(tmp_path, capsys):
 def test_synflow_family_uses_the_datasets_input_shape(tmp_path, monkeypatch):
     # SynFlow builds its own all-ones input: the sweep gives it the data's example shape, and the
     # shape is part of the family's identity (32x32 ones and 64x64 ones give different scores)
-    import yopo.registry
-    from yopo.sweep import default_scorer
+    import yopo.core.registry
+    from yopo.experiment.sweep import default_scorer
 
     spec = SweepSpec.from_dict(spec_dict(tmp_path, methods=["synflow"], sparsities=[0.9], seeds=[0]))
     run = expand(spec)[0]
     assert run.family["input_shape"] == [1, 8, 8]
     seen = {}
-    real = yopo.registry.score
+    real = yopo.core.registry.score
 
     def spy(model, method, **kw):
         seen.update(kw)
         return real(model, method, **kw)
 
-    monkeypatch.setattr(yopo.registry, "score", spy)
+    monkeypatch.setattr(yopo.core.registry, "score", spy)
     default_scorer(run.family)
     assert seen["input_shape"] == (1, 8, 8)
     other = dict(run.family, input_shape=[1, 16, 16])
-    from yopo.sweep import family_key
+    from yopo.experiment.sweep import family_key
     assert family_key(other) != run.family_key

@@ -1,12 +1,13 @@
 """The sweep on the real training harness (sklearn digits, 1 epoch): the masks come from the cached
-family, land on the initialization they were computed from, and equal what `yopo.train.run`
-computes itself; cross-seed runs put seed s's mask on seed s''s initialization."""
+family, land on the initialization they were computed from, and equal what
+`yopo.experiment.train.run` computes itself; cross-seed runs put seed s's mask on seed s''s
+initialization."""
 import torch
 
-from yopo.family import Family, load_mask
-from yopo.sanity import REINIT_OFFSET
-from yopo.sweep import ResultsDB, SweepSpec, expand, family_path, run_sweep
-from yopo.train import TrainConfig, run
+from yopo.core.family import Family, load_mask
+from yopo.experiment.sanity import REINIT_OFFSET
+from yopo.experiment.sweep import ResultsDB, SweepSpec, expand, family_path, run_sweep
+from yopo.experiment.train import TrainConfig, run
 
 TRAIN = {"epochs": 1, "device": "cpu", "progress": False, "threads": 1}
 

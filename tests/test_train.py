@@ -7,8 +7,8 @@ import torch
 
 import yopo
 from yopo.cli import main
-from yopo.train import Hook, TrainConfig, run, train
-from yopo.train.loop import load_checkpoint
+from yopo.experiment.train import Hook, TrainConfig, run, train
+from yopo.experiment.train.loop import load_checkpoint
 
 torch.set_num_threads(1)  # 2 shared cores: one thread per test process is faster under load
 FAST = dict(epochs=3, device="cpu", progress=False)
@@ -59,7 +59,7 @@ def test_resume_is_bit_identical(tmp_path):
 
 
 def test_moved_pruned_weight_stops_the_run():
-    from yopo.data import load_data
+    from yopo.experiment.data import load_data
     data = load_data("digits", batch_size=64)
     model = yopo.models.build("mlp_digits", 10, seed=0)
     yopo.apply_masks(model, yopo.calibrate(yopo.score(model, "magnitude"), 0.5))
@@ -128,7 +128,7 @@ def test_cli_train_with_family_mask(tmp_path, capsys):
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
-    from yopo.train import TrainConfig, run
+    from yopo.experiment.train import TrainConfig, run
 
     cfg = TrainConfig(model="mlp_digits", dataset="digits", epochs=1, progress=False, device="cpu")
     run(cfg, method="magnitude", sparsity=0.5, out_dir=tmp_path, progress=False)
@@ -137,7 +137,7 @@ def test_resume_with_other_settings_is_refused(tmp_path):
 
 
 def test_reported_sparsity_is_over_the_calibrated_layers(tmp_path):
-    from yopo.train import TrainConfig, run
+    from yopo.experiment.train import TrainConfig, run
 
     cfg = TrainConfig(model="mlp_digits", dataset="digits", epochs=1, progress=False, device="cpu",
                       exclude=(":first",))

@@ -19,9 +19,9 @@ def _worker(rank, world, port, out):
     torch.set_num_threads(1)
     import torch.distributed as dist
 
-    from yopo.masks import assert_pruned_zero  # noqa: F401
-    from yopo.train import TrainConfig, run
-    from yopo.train.loop import Hook
+    from yopo.core.masks import assert_pruned_zero  # noqa: F401
+    from yopo.experiment.train import TrainConfig, run
+    from yopo.experiment.train.loop import Hook
 
     class Keep(Hook):
         def on_train_end(self, state, result):

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import add_dataclass_args, from_args, opt
-from ..saliency import YopoConfig
-from ..validate import check_int, check_sparsity
+from ..core.config import add_dataclass_args, from_args, opt
+from ..core.validate import check_int, check_sparsity
+from ..methods.yopo.saliency import YopoConfig
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,9 @@ def add_parser(sub, name):
 
 
 def run(args) -> int:
-    from ..hf import default_threads_env
+    from ..integrations.hf_stream import default_threads_env
     default_threads_env()
-    from ..hf import hf_config, peak_rss_mb, stream_calibrate, stream_saliency
+    from ..integrations.hf_stream import hf_config, peak_rss_mb, stream_calibrate, stream_saliency
 
     a = from_args(HfArgs, args)
     cfg = from_args(YopoConfig, args).validate()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from ..calibrate import MODES, ROBUST
+from ..core.calibration import MODES, ROBUST
 
 
 def add_parser(sub, name):
@@ -19,7 +19,7 @@ def add_parser(sub, name):
 
 
 def run(args) -> int:
-    from ..family import Family
+    from ..core.family import Family
     from .prune import layer_table
 
     fam = Family.load(args.file)

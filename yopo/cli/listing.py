@@ -14,7 +14,7 @@ def add_parser(sub, name):
 
 
 def run_methods(args) -> int:
-    from ..registry import available_methods, get_method
+    from ..core.registry import available_methods, get_method
 
     for name in available_methods():
         m = get_method(name)

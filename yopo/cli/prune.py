@@ -5,11 +5,11 @@ import dataclasses
 import sys
 from dataclasses import dataclass
 
-from ..calibrate import MODES, ROBUST
-from ..config import add_dataclass_args, from_args, opt, parse_options
+from ..core.calibration import MODES, ROBUST
+from ..core.config import add_dataclass_args, from_args, opt, parse_options
+from ..core.validate import check_sparsity
+from ..methods.yopo.saliency import YopoConfig
 from ..models import INITS
-from ..saliency import YopoConfig
-from ..validate import check_sparsity
 
 
 @dataclass(frozen=True)
@@ -56,10 +56,10 @@ def layer_table(cal, file=None) -> None:
 
 
 def run(args) -> int:
-    from ..family import Family, save_mask
-    from ..layers import prunable_layers
+    from ..core.family import Family, save_mask
+    from ..core.layers import prunable_layers
+    from ..core.registry import get_method, score, scoring_batch_size, with_target
     from ..models import build, input_kwargs
-    from ..registry import get_method, score, scoring_batch_size, with_target
 
     a = from_args(PruneArgs, args)
     check_sparsity(a.sparsity)  # fail before scoring, not after
@@ -74,7 +74,7 @@ def run(args) -> int:
     if not method.data_free:
         if a.dataset is None:
             raise ValueError(f"method {a.method!r} needs data: pass --dataset (and --data-root)")
-        from ..data import load_data
+        from ..experiment.data import load_data
 
         d = load_data(a.dataset, a.data_root, seed=a.seed)
         data = d.example_batch(scoring_batch_size(a.method, opts, 128))

@@ -24,7 +24,7 @@ def add_parser(sub, name):
 def run(args) -> int:
     from pathlib import Path
 
-    from ..report import build_report
+    from ..experiment.report import build_report
 
     db = Path(args.db)
     if db.is_dir():

@@ -23,7 +23,7 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
-    from ..sweep import ResultsDB, SweepSpec, expand, load_config, run_sweep
+    from ..experiment.sweep import ResultsDB, SweepSpec, expand, load_config, run_sweep
 
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1; got {args.workers}")

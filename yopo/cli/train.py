@@ -9,11 +9,11 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from ..calibrate import MODES
-from ..config import add_dataclass_args, from_args, opt, parse_options
-from ..registry import get_method
-from ..saliency import YopoConfig
-from ..train.config import TrainConfig
+from ..core.calibration import MODES
+from ..core.config import add_dataclass_args, from_args, opt, parse_options
+from ..core.registry import get_method
+from ..experiment.train.config import TrainConfig
+from ..methods.yopo.saliency import YopoConfig
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def add_parser(sub, name):
 
 
 def run(args) -> int:
-    from ..train import run as train_run
+    from ..experiment.train import run as train_run
 
     a = from_args(PruneTrainArgs, args)
     cfg = from_args(TrainConfig, args)

@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from safetensors import safe_open
 
-from .calibrate import Calibration, mort
+from .calibration import Calibration, mort
 from .io import atomic_path
 from .layers import prunable_layers
 

@@ -64,7 +64,7 @@ def register(name: str, *, config: type = NoOptions, data_free: bool = True, mut
 
 
 def _load_builtin() -> None:
-    from . import methods  # noqa: F401  (registers the built-in methods)
+    from .. import methods  # noqa: F401  (registers the built-in methods)
 
 
 def available_methods() -> list[str]:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .saliency import YopoConfig, layer_seed, yopo_saliency
+from ..methods.yopo.saliency import YopoConfig, layer_seed, yopo_saliency
 
 PRESETS = {
     "tiny-gpt2": dict(family="gpt2", n_layer=2, n_embd=64, n_head=4, vocab_size=512, n_positions=128),
@@ -121,7 +121,7 @@ def peak_rss_mb() -> float:
 
 def _save_shard(tensors: dict, path: Path, meta: dict) -> None:
     from safetensors.torch import save_file
-    from .io import atomic_path
+    from ..core.io import atomic_path
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={"yopo_format": "shard/1", "meta": json.dumps(meta)})
 
@@ -149,7 +149,7 @@ def stream_saliency(config, cfg: YopoConfig, out_dir, *, seed: int = 0, score_dt
     layers, shards, buf, buf_bytes = [], [], {}, 0
     t0 = time.perf_counter()
     t_nmf = 0.0
-    from .io import write_json
+    from ..core.io import write_json
     key = json.loads(json.dumps({"config": config.to_dict(), "settings": vars_of(cfg), "seed": seed,
                                  "score_dtype": score_dtype, "include_lm_head": include_lm_head,
                                  "shard_mb": shard_mb, "max_layers": max_layers}, sort_keys=True))
@@ -250,7 +250,7 @@ def _row_chunks(s: torch.Tensor, elems: int = 1 << 22):
 
 
 def _forced_rows(s2: torch.Tensor, min_keep: int) -> torch.Tensor:
-    from .calibrate import _keep_best_along
+    from ..core.calibration import _keep_best_along
     if min_keep <= 0:
         return torch.zeros_like(s2, dtype=torch.bool)
     return _keep_best_along(s2, min_keep, dim=1)
@@ -279,8 +279,8 @@ def stream_calibrate(out_dir, sparsity: float, min_keep: int = 1, mask_out=None)
     """YOPO-G masks over score shards, two passes, one layer in memory at a time. The masks equal
     ``mort(scores, sparsity, mode="global", min_keep=min_keep)`` on the stored scores. With
     ``mask_out``, the masks are written bit-packed (``mask/1`` format, via :func:`yopo.save_mask`)."""
-    from .calibrate import n_keep
-    from .validate import check_int, check_sparsity
+    from ..core.calibration import n_keep
+    from ..core.validate import check_int, check_sparsity
 
     sparsity = check_sparsity(sparsity)
     check_int("min_keep", min_keep, 0)
@@ -350,8 +350,8 @@ def stream_calibrate(out_dir, sparsity: float, min_keep: int = 1, mask_out=None)
                             loc=med, scale=mad, alpha=(threshold - med) / scale, layer_kept=layer_kept)
     if mask_out is not None:
         from safetensors.torch import save_file
-        from .family import MASK_FORMAT
-        from .io import atomic_path
+        from ..core.family import MASK_FORMAT
+        from ..core.io import atomic_path
         info = {"shapes": shapes, "sparsity": sparsity, "mode": "global", "min_keep": min_keep,
                 "scores": str(out_dir)}
         with atomic_path(mask_out) as tmp:

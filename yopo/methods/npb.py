@@ -1,141 +1,23 @@
-"""Path/node-based data-free masks: PHEW (Patil & Dovrolis 2021) and NPB (Pham et al. 2023).
-
-Graph model (both methods, an approximation stated here once): channels (Linear: features) are
-nodes and whole kernels are edges (kernel granularity, as for the expanders). The prunable layers
-are taken as a *chain* in module order; the output nodes of layer l feed the input nodes of layer
-l+1 directly when the counts agree and proportionally (``j * n_in // n_out``) when they do not
-(e.g. a ResNet projection shortcut listed between two convs, or a flatten before a Linear).
-Skip connections are therefore not modelled exactly.
-
-Scores: mask-method encoding of ``yopo.methods.common`` (selected kernels ``1 + r``, others
-``r``); calibrating at ``native_sparsity(scores)`` (global, ``min_keep=0``) reproduces the mask.
-"""
+"""NPB (Pham et al. 2023), approximated: greedy node-path balancing per layer, kernel granularity
+(data-free). Graph model and scores: :mod:`yopo.methods.support.structure`."""
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
-from ..config import opt
-from ..registry import register
-from ..validate import check_choice, check_int
-from .common import apportion, check_common, check_prob, encode_mask, erk_densities, kernel_view, node_map
-
-log = logging.getLogger("yopo.methods")
-
-
-def _kernel_norms(model, ctx) -> list[np.ndarray]:
-    """|W| summed over each kernel: (o, i) float64 arrays (the edge weights)."""
-    out = []
-    for name, w in ctx.weights(model).items():
-        a = w.detach().abs().double().cpu()
-        out.append(a.reshape(a.shape[0], a.shape[1], -1).sum(-1).numpy())
-    return out
+from ..core.allocation import apportion, erk_densities
+from ..core.config import opt
+from ..core.registry import register
+from ..core.validate import check_choice, check_float
+from .support.schedules import check_common
+from .support.structure import kernel_mask_scores, kernel_view, node_map, rank_pref
 
 
-def _finish(ctx, kmasks: list[np.ndarray], prefs: list[np.ndarray], name: str):
-    """Kernel masks + per-kernel tiebreak in [0, 1) -> encoded scores of the weights' shapes."""
-    masks, ties = {}, {}
-    for l, km, pr in zip(ctx.layers, kmasks, prefs):
-        o, i, _ = kernel_view(l)
-        view = (o, i) + (1,) * (len(l.shape) - 2)
-        masks[l.name] = torch.from_numpy(km).reshape(view).expand(l.shape).clone()
-        ties[l.name] = torch.from_numpy(pr).float().reshape(view).expand(l.shape).clone()
-    kept = sum(int(m.sum()) for m in masks.values())
-    total = sum(m.numel() for m in masks.values())
-    log.info("%s: achieved sparsity %.6f", name, 1.0 - kept / total)
-    return {n: s.to(ctx.device) for n, s in encode_mask(masks, ties).items()}
+def check_prob(name: str, value) -> float:
+    return check_float(name, value, 0.0, 1.0)
 
-
-def _rank_pref(x: np.ndarray) -> np.ndarray:
-    """Normalized ascending rank in [0, 1) of a 2-D array (stable), as a tiebreak preference."""
-    flat_ = x.ravel()
-    order = np.argsort(flat_, kind="stable")
-    r = np.empty(flat_.size, dtype=np.float64)
-    r[order] = np.arange(flat_.size)
-    return (r / flat_.size).reshape(x.shape)
-
-
-# -------------------------------------------------------------------------------------------- PHEW
-
-@dataclass(frozen=True)
-class PhewConfig:
-    """PHEW: biased random walks (input->output and output->input, alternating) until the budget."""
-
-    target_sparsity: float = opt(0.9, "walks stop once this sparsity is reached (achieved: within one kernel)")
-    walkers: int = opt(256, "walks simulated together per batch (speed only: walks are accepted in order)")
-
-    def validate(self):
-        check_common(self.target_sparsity)
-        check_int("walkers", self.walkers, 1)
-        return self
-
-
-@register("phew", config=PhewConfig, description="PHEW: magnitude-biased random walks, kernel granularity (data-free)")
-def phew(model, ctx, cfg: PhewConfig):
-    """Walks alternate direction. A forward walk starts at a uniformly drawn input node of the
-    first layer and at each layer moves from input node j to output node r with probability
-    proportional to the kernel magnitude ``sum|W[r, j]|``; a backward walk starts at a uniformly
-    drawn output node of the last layer and moves from output r to input j with probability
-    proportional to the same magnitudes. Every kernel a walk traverses is kept. Walks are added in
-    order until the kept weights reach ``round((1 - target_sparsity) * n)``; the walk that crosses
-    the budget stops at the crossing kernel, so the result overshoots by less than one kernel.
-    Seeded by ``ctx.seed`` (numpy PCG64). Kernel preference (tiebreak) = kernel magnitude rank."""
-    norms = _kernel_norms(model, ctx)
-    L = len(norms)
-    ksize = [kernel_view(l)[2] for l in ctx.layers]
-    total = sum(l.numel for l in ctx.layers)
-    budget = max(1, round((1.0 - cfg.target_sparsity) * total))
-    # cumulative transition tables: forward rows over outputs for each input, backward over inputs
-    fwd = [np.cumsum(n.T + 1e-300, axis=1) for n in norms]  # (i, o)
-    bwd = [np.cumsum(n + 1e-300, axis=1) for n in norms]  # (o, i)
-    maps_next = [node_map(norms[l].shape[0], norms[l + 1].shape[1]).numpy() for l in range(L - 1)]
-    maps_prev = [node_map(norms[l].shape[1], norms[l - 1].shape[0]).numpy() for l in range(1, L)]
-    rng = np.random.Generator(np.random.PCG64(ctx.seed))
-    kmask = [np.zeros(n.shape, dtype=bool) for n in norms]
-    kept = 0
-
-    def sample(table, rows, u):
-        c = table[rows]  # (B, n)
-        return np.minimum((c < (u * c[:, -1])[:, None]).sum(axis=1), c.shape[1] - 1)
-
-    while kept < budget:
-        B = cfg.walkers
-        # simulate B walks of each direction; accept them in order, alternating direction
-        paths_f = np.empty((B, L), dtype=np.int64), np.empty((B, L), dtype=np.int64)
-        node = rng.integers(0, norms[0].shape[1], size=B)
-        for l in range(L):
-            out = sample(fwd[l], node, rng.random(B))
-            paths_f[0][:, l], paths_f[1][:, l] = out, node
-            if l + 1 < L:
-                node = maps_next[l][out]
-        paths_b = np.empty((B, L), dtype=np.int64), np.empty((B, L), dtype=np.int64)
-        node = rng.integers(0, norms[-1].shape[0], size=B)
-        for l in range(L - 1, -1, -1):
-            inp = sample(bwd[l], node, rng.random(B))
-            paths_b[0][:, l], paths_b[1][:, l] = node, inp
-            if l > 0:
-                node = maps_prev[l - 1][inp]
-        for b in range(B):  # forward walk b, then backward walk b
-            for paths, order in ((paths_f, range(L)), (paths_b, range(L - 1, -1, -1))):
-                for l in order:
-                    r, j = paths[0][b, l], paths[1][b, l]
-                    if not kmask[l][r, j]:
-                        kmask[l][r, j] = True
-                        kept += ksize[l]
-                        if kept >= budget:
-                            break
-                if kept >= budget:
-                    break
-            if kept >= budget:
-                break
-    return _finish(ctx, kmask, [_rank_pref(n) for n in norms], "phew")
-
-
-# --------------------------------------------------------------------------------------------- NPB
 
 @dataclass(frozen=True)
 class NpbConfig:
@@ -236,6 +118,6 @@ def npb(model, ctx, cfg: NpbConfig):
                 if take[r]:
                     m[r, row_order[r, : take[r]]] = True
         kmasks.append(m)
-        prefs.append(_rank_pref(key))
+        prefs.append(rank_pref(key))
         lp = _logsumexp_rows(m, lp + math.log(k))
-    return _finish(ctx, kmasks, prefs, "npb")
+    return kernel_mask_scores(ctx, kmasks, prefs, "npb")

@@ -6,11 +6,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..config import opt
-from ..layers import get_weight
-from ..registry import register
-from ..validate import check_choice, check_int
-from .common import SCHEDULES, IterativeEncoder, check_bool, check_common, first_prunable_module
+from ..core.config import opt
+from ..core.layers import get_weight
+from ..core.registry import register
+from ..core.validate import check_choice, check_int
+from .support.checks import check_bool
+from .support.encoding import IterativeEncoder
+from .support.schedules import SCHEDULES, check_common
+from .support.structure import first_prunable_module
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ def synflow(model, ctx, cfg: SynflowConfig):
     position, never by ``<=`` on a threshold, which over-prunes ties). s_k follows the schedule and
     ends at ``target_sparsity``. Non-prunable layers (biases, BN) are never masked.
 
-    Returned scores use the iterative encoding of ``yopo.methods.common`` (non-negative): the
+    Returned scores use the iterative encoding of ``yopo.methods.support.encoding`` (non-negative): the
     order is (round in which the entry was pruned, its synflow score in that round), survivors
     first, so calibrating at ``target_sparsity`` in global mode with ``min_keep=0`` returns exactly
     SynFlow's final mask, and lower sparsities give the masks of earlier rounds' order."""

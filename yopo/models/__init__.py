@@ -28,7 +28,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from ..validate import check_choice
+from ..core.validate import check_choice
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
 

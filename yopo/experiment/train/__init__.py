@@ -2,7 +2,7 @@
 
 Stable API (imported by ``yopo sweep`` and the CLI)::
 
-    from yopo.train import TrainConfig, run, train
+    from yopo.experiment.train import TrainConfig, run, train
 
     cfg = TrainConfig(model="resnet20", dataset="cifar10", data_root="../shared/data/cifar10-jpg",
                       subset=10000, epochs=30, seed=0)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..config import opt
+from ...core.config import opt
+from ...core.validate import check_choice, check_float, check_int
+from ...models import INITS
 from ..data import AUGMENTS, DATASETS
-from ..models import INITS
-from ..validate import check_choice, check_float, check_int
 
 SCHEDULES = ("cosine", "step", "constant")
 

@@ -1,7 +1,7 @@
 """The training loop: plain PyTorch (Lightning-Fabric style), small hooks, DDP-aware.
 
 Every epoch: train on the epoch's (seeded) batches, check that every pruned weight is exactly 0
-(:func:`yopo.masks.assert_pruned_zero`, a failure stops the run), evaluate, write the metrics
+(:func:`yopo.core.masks.assert_pruned_zero`, a failure stops the run), evaluate, write the metrics
 (JSONL + CSV) and an atomic checkpoint (model incl. masks, optimizer, scheduler, AMP scaler, RNG
 states, history). ``resume=True`` continues from that checkpoint and ends bit-identical to an
 uninterrupted run: data order and augmentation depend only on (seed, epoch) and the global RNGs
@@ -25,8 +25,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-from ..io import atomic_path, write_text
-from ..masks import assert_pruned_zero
+from ...core.io import atomic_path, write_text
+from ...core.masks import assert_pruned_zero
 from .config import TrainConfig
 
 CHECKPOINT = "checkpoint.pt"
@@ -157,7 +157,7 @@ def _world() -> tuple[int, int]:
 
 
 def train(model: nn.Module, data, cfg: TrainConfig, out_dir=None, resume: bool = False, hooks=()) -> dict:
-    """Train ``model`` (already masked, on the data's device) on ``data`` (:class:`yopo.data.Data`).
+    """Train ``model`` (already masked, on the data's device) on ``data`` (:class:`yopo.experiment.data.Data`).
 
     ``cfg`` is resolved against its recipe first. With ``out_dir``, per-epoch metrics go to
     ``metrics.jsonl``/``metrics.csv`` and a checkpoint to ``checkpoint.pt`` (atomic). With

@@ -13,14 +13,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..calibrate import calibrate
-from ..family import Family, check_fingerprint, load_mask, save_mask
-from ..io import write_json
-from ..layers import prunable_layers
-from ..masks import apply_masks, get_masks
-from ..models import build, input_kwargs
-from ..registry import get_method, score, scoring_batch_size, with_target
-from ..validate import check_sparsity
+from ...core.calibration import calibrate
+from ...core.family import Family, check_fingerprint, load_mask, save_mask
+from ...core.io import write_json
+from ...core.layers import prunable_layers
+from ...core.masks import apply_masks, get_masks
+from ...core.registry import get_method, score, scoring_batch_size, with_target
+from ...core.validate import check_sparsity
+from ...models import build, input_kwargs
 from .config import TrainConfig
 from .loop import CHECKPOINT, load_checkpoint, train
 
@@ -129,7 +129,7 @@ def run(cfg: TrainConfig, *, method: str | None = "yopo", sparsity: float = 0.9,
     a family artifact (calibrated at ``sparsity``/``mode``) or a bit-packed mask file.
     ``out_dir``: writes config.json, mask.safetensors, metrics.jsonl/.csv, checkpoint.pt,
     result.json. ``resume=True`` continues from ``out_dir``'s checkpoint (masks are read from it).
-    ``hooks``: training hooks passed to :func:`train` (see :class:`yopo.train.Hook`).
+    ``hooks``: training hooks passed to :func:`train` (see :class:`yopo.experiment.train.Hook`).
 
     Returns {"test_acc", "test_loss", "train_loss", "train_acc", "epochs", "time_s", "sparsity",
     "params", "params_kept", "flops", "flops_kept", "model", "dataset", "method", "mode", "seed",
@@ -141,7 +141,7 @@ def run(cfg: TrainConfig, *, method: str | None = "yopo", sparsity: float = 0.9,
     if masks is None and method not in DENSE:
         check_sparsity(sparsity)
         get_method(method)  # unknown method: fail before loading data
-    from ..models import check_model
+    from ...models import check_model
     check_model(cfg.model or "resnet20")  # unknown model: fail before loading data
     rank, world, local_rank = setup_distributed()
     device = _device(cfg.device, local_rank)
@@ -196,7 +196,7 @@ def run(cfg: TrainConfig, *, method: str | None = "yopo", sparsity: float = 0.9,
         apply_masks(model, m)
         label = method
     seed_everything(cfg.seed)  # training randomness does not depend on how the mask was obtained
-    from ..counting import count
+    from ...core.counting import count
     counts = count(model, data.example_batch(2)[0], exclude=cfg.exclude)  # sparsity over the layers calibrated
     applied = get_masks(model)
     if out is not None and rank == 0:

@@ -1,5 +1,5 @@
-"""Helpers shared by the baseline methods: one batch from the caller's data, the encoding of
-iterative / mask-producing methods as scores, layer-budget apportionment and the layer chain.
+"""The encoding of iterative / mask-producing methods as scores (shared by SynFlow, iterative
+SNIP, X-Net, RReg, PHEW and NPB), and how to read their native mask back.
 
 Score encodings
 ---------------
@@ -25,92 +25,16 @@ budget (ties are broken by position inside ``calibrate``).
 """
 from __future__ import annotations
 
+from __future__ import annotations
+
 import math
-from collections.abc import Iterable
 
 import torch
-from torch import nn
 
-from ..calibrate import n_keep, topk_mask
-from ..layers import PrunableLayer
-from ..validate import check_float, check_int, check_sparsity
+from ...core.calibration import n_keep, topk_mask
+from ...core.layers import PrunableLayer
 
 MAX_ROUNDS = 120
-
-
-# ----------------------------------------------------------------------------------------- data
-
-def _is_pair(data) -> bool:
-    return isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data)
-
-
-def get_batch(data, batch_size: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """One ``(x, y)`` batch of ``batch_size`` examples (fewer if the data has fewer).
-
-    ``data`` is a single ``(x, y)`` pair (its first ``batch_size`` rows are used) or an iterable
-    of ``(x, y)`` batches (a DataLoader): batches are taken in the order the iterable yields them
-    and concatenated until ``batch_size`` examples are collected. Nothing is shuffled here, so the
-    batch is as deterministic as the caller's data.
-    """
-    check_int("batch_size", batch_size, 1)
-    if _is_pair(data):
-        x, y = data
-    else:
-        if not isinstance(data, Iterable):
-            raise TypeError(f"data must be an (x, y) pair of tensors or an iterable of (x, y) batches; "
-                            f"got {type(data).__name__}")
-        xs, ys, n = [], [], 0
-        for item in data:
-            if not _is_pair(item):
-                raise TypeError(f"every data batch must be an (x, y) pair of tensors; got {type(item).__name__}")
-            xs.append(item[0])
-            ys.append(item[1])
-            n += item[0].shape[0]
-            if n >= batch_size:
-                break
-        if not xs:
-            raise ValueError("data is empty: the iterable yielded no (x, y) batches")
-        x, y = torch.cat(xs), torch.cat(ys)
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"data x has {x.shape[0]} rows but y has {y.shape[0]}")
-    x, y = x[:batch_size], y[:batch_size]
-    if device is not None:
-        x, y = x.to(device), y.to(device)
-    return x, y
-
-
-def get_batches(data, count: int, batch_size: int, device=None) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """``count`` consecutive batches of ``batch_size`` (an (x, y) pair is cut into consecutive
-    slices, an iterable is read in order; both wrap around when exhausted)."""
-    check_int("count", count, 1)
-    x, y = get_batch(data, count * batch_size, device)
-    n = x.shape[0]
-    out = []
-    for c in range(count):
-        idx = torch.arange(c * batch_size, (c + 1) * batch_size) % n
-        out.append((x[idx[: min(batch_size, n)]], y[idx[: min(batch_size, n)]]))
-    return out
-
-
-# ------------------------------------------------------------------------------------ schedules
-
-def exponential_schedule(sparsity: float, rounds: int) -> list[float]:
-    """Sparsity after round k = 1..K: ``1 - (1 - s)**(k/K)`` (density decays geometrically; the
-    last round hits ``s`` exactly)."""
-    return [1.0 - (1.0 - sparsity) ** (k / rounds) for k in range(1, rounds) ] + [sparsity]
-
-
-def linear_schedule(sparsity: float, rounds: int) -> list[float]:
-    return [sparsity * k / rounds for k in range(1, rounds + 1)]
-
-
-SCHEDULES = {"exponential": exponential_schedule, "linear": linear_schedule}
-
-
-def check_common(target_sparsity: float, rounds: int | None = None) -> None:
-    check_sparsity(target_sparsity, "target_sparsity")
-    if rounds is not None:
-        check_int("iters", rounds, 1, MAX_ROUNDS)
 
 
 def _rank01(key: torch.Tensor) -> torch.Tensor:
@@ -189,82 +113,3 @@ def native_sparsity(scores: dict[str, torch.Tensor]) -> float:
     """The sparsity of :func:`native_mask` (what X-Net/RReg/PHEW/NPB achieved for their target)."""
     total = sum(s.numel() for s in scores.values())
     return 1.0 - sum(int((s >= 1.0).sum()) for s in scores.values()) / total
-
-
-def seeded_uniform(seed: int, shape) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.rand(shape, generator=g)
-
-
-# ------------------------------------------------------------------------- budgets and structure
-
-def kernel_view(layer: PrunableLayer) -> tuple[int, int, int]:
-    """(out, in, kernel size) of a prunable layer; a Linear layer has kernel size 1. Expander and
-    graph methods treat channels as nodes and whole kernels as edges (kernel granularity)."""
-    o, i = layer.shape[0], layer.shape[1]
-    return o, i, layer.numel // (o * i)
-
-
-def apportion(ideal: list[float], unit: list[int], lows: list[int], highs: list[int], target: int) -> list[int]:
-    """Integer counts c_l in [lows, highs] near ``ideal`` such that sum(c_l * unit_l) is close to
-    ``target``: start from the rounded ideal, then repeatedly apply the single +-1 change that
-    reduces |total - target| most (ties: the earlier layer, +1 before -1) until none does."""
-    counts = [min(h, max(lo, math.floor(x + 0.5))) for x, lo, h in zip(ideal, lows, highs)]
-    total = sum(c * u for c, u in zip(counts, unit))
-    while True:
-        best, best_err = None, abs(total - target)
-        for l in range(len(counts)):
-            for d in (1, -1):
-                if lows[l] <= counts[l] + d <= highs[l]:
-                    err = abs(total + d * unit[l] - target)
-                    if err < best_err:
-                        best, best_err = (l, d), err
-        if best is None:
-            return counts
-        counts[best[0]] += best[1]
-        total += best[1] * unit[best[0]]
-
-
-def erk_densities(layers: tuple[PrunableLayer, ...], sparsity: float) -> list[float]:
-    """Erdos-Renyi-Kernel layer densities (Evci et al. 2020): density_l proportional to
-    sum(shape)/prod(shape), scaled to the global budget, layers that would exceed 1 kept dense."""
-    check_sparsity(sparsity)
-    n = [l.numel for l in layers]
-    raw = [sum(l.shape) / l.numel for l in layers]
-    dense: set[int] = set()
-    budget = (1.0 - sparsity) * sum(n)
-    while True:
-        rest = budget - sum(n[l] for l in dense)
-        denom = sum(raw[l] * n[l] for l in range(len(layers)) if l not in dense)
-        eps = rest / denom if denom > 0 else 0.0
-        over = [l for l in range(len(layers)) if l not in dense and eps * raw[l] > 1.0]
-        if not over:
-            return [1.0 if l in dense else eps * raw[l] for l in range(len(layers))]
-        dense.update(over)
-
-
-def node_map(n_from: int, n_to: int) -> torch.Tensor:
-    """Index map from the output nodes of one layer to the input nodes of the next in the layer
-    chain: the identity when the sizes agree, else proportional (``j * n_to // n_from``)."""
-    return torch.arange(n_from) * n_to // n_from
-
-
-def check_bool(name: str, value) -> bool:
-    """Booleans must be real bools: a string such as "False" is truthy and must not slip through."""
-    if not isinstance(value, bool):
-        raise TypeError(f"{name}={value!r} must be a bool (True/False; on the CLI --{name.replace('_', '-')} / "
-                        f"--no-{name.replace('_', '-')})")
-    return value
-
-
-def check_prob(name: str, value) -> float:
-    return check_float(name, value, 0.0, 1.0)
-
-
-def first_prunable_module(model: nn.Module) -> nn.Module:
-    from ..layers import PRUNABLE_TYPES
-
-    for m in model.modules():
-        if isinstance(m, PRUNABLE_TYPES):
-            return m
-    raise ValueError(f"model {type(model).__name__} has no prunable layers")

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import opt
-from .layers import flat
+from ...core.config import opt
+from ...core.layers import flat
+from ...core.validate import check_choice, check_int, check_float
 from .nmf import INITS, LOSSES, SOLVERS, get_update, init_factors
-from .validate import check_choice, check_int, check_float
 
 NORMALIZE = ("none", "median")
 STORAGE_DTYPES = ("float32", "bfloat16", "float16")

@@ -1,0 +1,78 @@
+"""ProsPr (Alizadeh et al. 2022): meta-gradient through a few SGD steps (needs data). Conventions
+shared with the other gradient methods: :mod:`yopo.methods.support.gradients`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from ..core.config import opt
+from ..core.layers import get_weight
+from ..core.registry import register
+from ..core.validate import check_float, check_int
+from .support.batches import get_batches
+from .support.checks import check_bool
+from .support.gradients import seeded
+
+
+@dataclass(frozen=True)
+class ProsprConfig:
+    """ProsPr (Alizadeh et al. 2022): meta-gradient of the loss after a few SGD steps w.r.t. the mask."""
+
+    steps: int = opt(3, "inner SGD steps differentiated through (original: 3)")
+    lr: float = opt(0.1, "inner SGD learning rate")
+    momentum: float = opt(0.0, "inner SGD momentum (0 = plain SGD)")
+    batch_size: int = opt(1024, "examples per batch")
+    same_batch: bool = opt(True, "use one batch for every inner step and the outer loss (--no-same-batch: "
+                                 "consecutive batches, one per step plus one for the outer loss)")
+    train_mode: bool = opt(True, "BatchNorm uses batch statistics while scoring (--no-train-mode: eval mode)")
+
+    def validate(self):
+        check_int("steps", self.steps, 0, 100)
+        check_float("lr", self.lr, 0.0)
+        check_float("momentum", self.momentum, 0.0, 1.0)
+        check_int("batch_size", self.batch_size, 1)
+        check_bool("train_mode", self.train_mode)
+        check_bool("same_batch", self.same_batch)
+        return self
+
+
+@register("prospr", config=ProsprConfig, data_free=False, mutates=True,
+          description="ProsPr: |dL(w_M)/dc| through M SGD steps from w*c (needs data)")
+def prospr(model, ctx, cfg: ProsprConfig):
+    """Scores ``|dL(w_M)/dc|`` at c = 1, where ``w_0 = w * c`` and w_M is reached by ``steps``
+    SGD steps (all trainable parameters are updated, the graph is kept through the updates);
+    with ``steps=0`` this is SNIP. Non-negative. BatchNorm running statistics of the copy change
+    during the inner steps (train mode); the caller's model does not."""
+    with seeded(ctx.seed):
+        model.to(ctx.device)
+        model.train(cfg.train_mode)
+        names = [l.name for l in ctx.layers]
+        params = {k: v.detach() for k, v in model.named_parameters()}
+        buffers = dict(model.named_buffers())
+        # a prunable weight reached by its *_orig name (torch prune) is looked up through get_weight
+        key_of = {}
+        for n in names:
+            w = get_weight(model, n)
+            key_of[n] = next(k for k, v in model.named_parameters() if v is w)
+        c = {n: torch.ones_like(params[key_of[n]], requires_grad=True) for n in names}
+        masked = {key_of[n]: n for n in names}
+        w = {k: (v * c[masked[k]]) if k in masked else v.clone().requires_grad_(True) for k, v in params.items()}
+        n_batches = 1 if cfg.same_batch else cfg.steps + 1
+        batches = get_batches(ctx.data, n_batches, cfg.batch_size, ctx.device)
+        vel = {k: torch.zeros_like(v) for k, v in w.items()}
+        for t in range(cfg.steps):
+            x, y = batches[0 if cfg.same_batch else t]
+            loss = F.cross_entropy(functional_call(model, {**w, **buffers}, (x,)), y)
+            grads = torch.autograd.grad(loss, list(w.values()), create_graph=True)
+            new = {}
+            for (k, v), g in zip(w.items(), grads):
+                vel[k] = cfg.momentum * vel[k] + g
+                new[k] = v - cfg.lr * vel[k]
+            w = new
+        x, y = batches[0 if cfg.same_batch else cfg.steps]
+        loss = F.cross_entropy(functional_call(model, {**w, **buffers}, (x,)), y)
+        dc = torch.autograd.grad(loss, [c[n] for n in names])
+    return {n: d.detach().abs() for n, d in zip(names, dc)}
