@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
-from safetensors import safe_open
 
 from .calibration import Calibration, mort
 from .io import atomic_path
@@ -86,7 +86,7 @@ def _read_meta(path, expected_format: str) -> dict:
     try:
         with safe_open(str(path), framework="pt") as f:
             md = f.metadata() or {}
-    except Exception as e:  # safetensors raises its own error types for a file of another format
+    except (SafetensorError, OSError) as e:  # a file of another format (or unreadable)
         raise ValueError(f"{path} is not a safetensors file ({type(e).__name__}: {e})".split("\n")[0]) from None
     if md.get("yopo_format") != expected_format:
         raise ValueError(f"{path}: yopo_format={md.get('yopo_format')!r}, expected {expected_format!r}")

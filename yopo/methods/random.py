@@ -2,21 +2,13 @@
 calibration). No options."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from ..core.registry import register
 from .yopo.saliency import layer_seed
 
 
-@dataclass(frozen=True)
-class RandomConfig:
-    def validate(self):
-        return self
-
-
-@register("random", config=RandomConfig, description="random: i.i.d. U[0,1) scores, seeded per layer (data-free)")
+@register("random", description="random: i.i.d. U[0,1) scores, seeded per layer (data-free)")
 def random(model, ctx, cfg):
     # scores drawn per layer from a CPU generator: same seed -> same scores on any device; with
     # local (equal-ratio) calibration this is the classic within-layer random baseline

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +56,8 @@ def decode_cached(items: list[tuple[Path, int]], cache_dir: Path | None, size: i
         try:
             blob = torch.load(path, map_location="cpu", weights_only=True)
             return blob["x"], blob["y"]
-        except Exception:  # a corrupt cache is rebuilt
+        except (OSError, EOFError, RuntimeError, ValueError, TypeError, LookupError, pickle.UnpicklingError):
+            # a corrupt or truncated cache file (what torch.load raises for one) is rebuilt
             pass
     x, y = _decode(items, size)
     with atomic_path(path) as tmp:

@@ -64,7 +64,7 @@ def _profile_scores(runs, families, model: str | None, num_classes: int | None, 
     if ds is not None:
         try:
             opts = input_kwargs(model, dataset_input_shape(ds, {}))
-        except Exception:
+        except (FileNotFoundError, ValueError):  # a dataset of unknown shape that cannot be loaded here
             opts = {}
     m = init_model(model, nc, seed, opts)
     return score(m, "yopo", seed=seed, iters=iters), model, nc, opts, f"(computed now, seed {seed}, T = {iters})"

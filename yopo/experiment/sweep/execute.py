@@ -19,16 +19,10 @@ from .runners import RUNNERS, SCORERS, resolve
 from .spec import Run, SweepSpec, expand
 
 
-_WORKER: dict = {}
-
-
 def _worker_init(threads: int) -> None:
-    try:
-        import torch
+    import torch
 
-        torch.set_num_threads(max(1, threads))
-    except Exception:
-        pass
+    torch.set_num_threads(max(1, threads))
 
 
 def _compute_family(folder, key, fam, scorer_name) -> tuple[str, str, float]:

@@ -41,19 +41,16 @@ def default_scorer(fam: dict):
 def build_model(name: str, num_classes: int, seed: int, init: str | None = None, model_opts: dict | None = None):
     """The initialization a family is computed from: ``yopo.models.build`` seeded with ``seed``
     and the training default init, exactly as the training pipeline builds the model it trains,
-    so a mask lands on the weights it was computed for (checked by :func:`check_same_init`)."""
+    so a mask lands on the weights it was computed for."""
     from ...models import build
 
     return build(name, num_classes, init=init or _default_init(), seed=seed, **(model_opts or {}))
 
 
 def _default_init() -> str:
-    try:
-        from ..train import TrainConfig
+    from ..train import TrainConfig
 
-        return TrainConfig().init
-    except Exception:  # harness not importable: the models' default
-        return "kaiming_normal"
+    return TrainConfig().init
 
 
 def scoring_batch(fam: dict):

@@ -58,9 +58,9 @@ def train_runner(settings: dict, masks: dict) -> dict:
               out_dir=settings.get("out_dir"), resume=True, progress=bool(cfg.progress))
     res = dict(res)
     if settings.get("out_dir"):  # the run is finished: its resume checkpoint is no longer needed
-        with contextlib.suppress(Exception):
-            from ..train.loop import CHECKPOINT
+        from ..train.loop import CHECKPOINT
 
+        with contextlib.suppress(OSError):
             (Path(settings["out_dir"]) / CHECKPOINT).unlink(missing_ok=True)
     if len(json.dumps(res.get("history", []), default=str)) > 50000:
         res.pop("history")

@@ -178,7 +178,7 @@ class Run:
 def _needs_data(method: str) -> bool:
     try:
         return not get_method(method).data_free
-    except Exception:  # unknown method: treat as data-dependent so the family key is specific
+    except ValueError:  # unknown method: treat as data-dependent so the family key is specific
         return True
 
 
@@ -189,7 +189,7 @@ def _option_names(method: str) -> set[str]:
     """The option names of a registered method's config (empty for an unknown method)."""
     try:
         return {f.name for f in dataclasses.fields(get_method(method).config)}
-    except Exception:
+    except ValueError:  # unknown method
         return set()
 
 
@@ -230,7 +230,7 @@ def _method_batch(m: MethodSpec) -> int | None:
     GraSP: 1024 as in App. E), as the training pipeline uses it."""
     try:
         return scoring_batch_size(m.method, m.options, None)
-    except Exception:
+    except (ValueError, TypeError):  # unknown method, or options its config rejects
         return None
 
 
@@ -238,11 +238,11 @@ def _recipe_batch(dataset: str, train: dict) -> int:
     """The batch size the training pipeline would score data-dependent methods with."""
     if train.get("batch_size"):
         return int(train["batch_size"])
-    try:
-        from ..train import TrainConfig
+    from ..train import TrainConfig
 
+    try:
         return int(TrainConfig(dataset=dataset, recipe=train.get("recipe")).resolved().batch_size)
-    except Exception:
+    except (ValueError, TypeError):  # a dataset or recipe TrainConfig does not know
         return 128
 
 

@@ -78,11 +78,11 @@ def resolve_masks(masks, model, *, sparsity: float, mode: str = "global", robust
         what = f"mask file {str(path)!r}"
         if not path.is_file():
             raise FileNotFoundError(f"{what} does not exist")
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
         try:
             with safe_open(str(path), framework="pt") as f:
                 fmt = (f.metadata() or {}).get("yopo_format")
-        except Exception as e:
+        except (SafetensorError, OSError) as e:  # not a safetensors file, or unreadable
             raise ValueError(f"{what} is not a safetensors file ({type(e).__name__})") from None
         if fmt == "family/1":
             masks = Family.load(path)
