@@ -1,199 +1,204 @@
-"""MORT (Alg. 2): turn saliency scores into binary masks that meet a sparsity budget exactly.
+"""MORT (Alg. 2) and its generalization: turn saliency scores into binary masks that meet a
+sparsity budget exactly, with the two choices kept apart:
 
-Every mode orders all prunable entries by one fixed total order and keeps a prefix of it:
+* **allocation** -- how many weights each layer keeps (``yopo.core.allocation``): ``global``
+  (pooled MORT, = YOPO-G), ``layerwise`` (one alpha over per-layer z-scores), ``uniform`` (=
+  YOPO-L, equal ratio), ``balanced``, ``erk``, ``er``, ``uniform_plus``, ``from:<method>`` (another
+  method's layer budgets) or a dict of per-layer sparsities;
+* **ranking** -- which weights inside a layer survive (``yopo.core.ranking``): ``score`` (the
+  paper's) or ``rows`` (row-balanced).
 
-* ``global`` (YOPO-G): tau = loc(S_all) + alpha * scale(S_all). The scale is positive, so an
-  entry's *critical alpha* (the largest alpha at which it survives ``S > tau``) is increasing in S
-  and the order is simply S, pooled over layers.
-* ``layerwise``: tau_l = loc(S_l) + alpha * scale(S_l), one alpha. The order is the critical alpha
-  (S_l - loc_l) / scale_l, pooled over layers.
-* ``local`` (YOPO-L): per-layer budgets. By default the equal-ratio policy: the kept count of each
-  layer follows Webster's divisor method (house-monotone), so the total is exact and no layer
-  loses a survivor when the budget grows. A dict of per-layer sparsities gives the budgets instead.
-
-Ties are broken by position (lower flat index first, layers in model order), so the order is total
-and deterministic; keeping the K first entries of it (kthvalue, O(n)) realises any budget K and
-makes masks nested across sparsities (Prop. 2). ``solver="bisect"`` runs the paper's bisection on
-alpha instead (same thresholds, same strict ``>``, budget met to the bisection tolerance).
+Every allocation and ranking is a fixed total order with ties broken by position (lower flat
+index first, layers in model order), so a budget of K kept weights is a prefix of it: budgets are
+exact, masks are nested across sparsities (Prop. 2) and the same input gives the same mask bytes.
+For ``global``/``layerwise`` with ``score`` ranking this is exactly the paper's MORT: the mask is
+{S > tau(alpha)} for the alpha found (reported), with tau = loc + alpha * scale (median/MAD or
+mean/STD), and ``calibration_solver="bisect"`` runs Alg. 2 literally.
 
 Survival constraints: the ``min_keep`` best entries of every output row (and ``col_keep`` of every
-input column) are kept at every sparsity; they count toward the budget.
+input column) are kept at every sparsity and count toward the budget; ``min_layer_density`` is a
+per-layer floor met inside the budget. The result (:class:`Calibration`) carries per-layer
+diagnostics (density, empty rows / input columns, forced survivors) and warns when a layer is
+emptied, keeps only its forced survivors, or has empty output rows with ``min_keep=0``.
 """
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 import math
-from fractions import Fraction
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import torch
 
+from . import allocation as alloc
+from .config import opt, validate_fields
 from .layers import flat
-from .validate import check_choice, check_int, check_sparsity
+from .ranking import RANKINGS, select
+from .selection import (count_true, keep_best_along, n_keep, robust_stats, safe_scale, threshold_stats,
+                        topk_mask, topk_mask_cut)
+from .validate import check_sparsity
 
-MODES = ("global", "layerwise", "local")
 ROBUST = ("mad", "std")
 SOLVERS = ("exact", "bisect")
+#: the paper's calibration modes; they are allocations now (``local`` = ``uniform``)
+MODES = ("global", "layerwise", "local")
+
+__all__ = ["Calibration", "CalibrationSettings", "CollapseWarning", "LayerReport", "MODES", "ROBUST", "SOLVERS",
+           "calibrate", "mort", "n_keep", "robust_stats", "topk_mask", "webster"]
 
 
-def n_keep(sparsity: float, n: int) -> int:
-    """Number of entries kept at ``sparsity`` out of ``n``: round((1 - s) * n), halves up.
-
-    Computed in exact rational arithmetic on the shortest decimal of ``s`` (0.9 means 9/10), so
-    that e.g. 10% of 5 weights is 0.5 -> 1 kept, not 0.49999... -> 0 as float arithmetic gives."""
-    s = Fraction(repr(float(sparsity)))
-    return min(n, max(0, math.floor((1 - s) * n + Fraction(1, 2))))
+class CollapseWarning(UserWarning):
+    """A calibrated mask that cannot work as intended: an emptied layer, a layer that keeps only its
+    forced survivors, or output rows with no weight left."""
 
 
-def robust_stats(x: torch.Tensor, robust: str) -> tuple[float, float]:
-    """(loc, scale): (median, MAD) or (mean, population std) of a tensor, in float64."""
-    x = x.detach().flatten()
-    if robust == "std":
-        x64 = x.double()
-        return float(x64.mean()), float(x64.std(unbiased=False)) if x.numel() > 1 else 0.0
-    med = _median(x)
-    # (t.double() is t itself for float64 input: subtract out of place, then abs in place)
-    return med, _median(x, transform=lambda t: (t.double() - med).abs_())
+def _check_exclude(name: str, value) -> None:
+    if not isinstance(value, tuple) or not all(isinstance(p, str) and p for p in value):
+        raise TypeError(f"{name}={value!r} must be a tuple of glob patterns (or :first / :last)")
 
 
-_SELECT_MIN = 1 << 18  # below this many entries, plain kthvalue is as fast as the bracket
-_SAMPLE = 1 << 16
-_CHUNK = 1 << 20
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """Everything that turns scores into masks: one declaration, used by the Python API, every
+    CLI command, ``yopo train``, sweeps and the family artifact."""
+
+    allocation: str = opt("global", "how many weights each layer keeps: global (pooled MORT = YOPO-G), layerwise "
+                          "(one alpha over per-layer z-scores), uniform (= YOPO-L; alias local), balanced (the same "
+                          "count per layer), erk, er, uniform_plus, or from:METHOD (the layer budgets of METHOD's "
+                          "mask, e.g. from:synflow)", check=alloc.check_allocation)
+    ranking: str = opt("score", "which weights survive inside a layer: score (the paper's) or rows (each output row "
+                       "gets an equal share, by score inside the row)", RANKINGS)
+    robust: str = opt("mad", "threshold statistics of MORT: median/MAD or mean/STD", ROBUST)
+    min_keep: int = opt(1, "best entries kept in every output row", low=0)
+    col_keep: int = opt(0, "best entries kept in every input column", low=0)
+    min_layer_density: float = opt(0.0, "every layer keeps at least this fraction of its weights (met inside the "
+                                   "total budget)", low=0.0, high=1.0)
+    calibration_solver: str = opt("exact", "exact = prefix of a total order (O(n)); bisect = the paper's Alg. 2 "
+                                  "bisection on alpha (global/layerwise/uniform with score ranking)", SOLVERS)
+    exclude: tuple[str, ...] = opt((), "glob patterns of layers left dense (not pruned, not in the budget), or "
+                                   ":first / :last", check=_check_exclude)
+
+    def __post_init__(self):
+        validate_fields(self)
+        if self.calibration_solver == "bisect":
+            a = alloc.canonical(self.allocation) if isinstance(self.allocation, str) else "dict"
+            if a not in ("global", "layerwise", "uniform") or self.ranking != "score" or self.min_layer_density:
+                raise ValueError(f"calibration_solver='bisect' runs the paper's Alg. 2: it supports allocation "
+                                 f"global/layerwise/uniform with ranking='score' and no min_layer_density; got "
+                                 f"allocation={self.allocation!r}, ranking={self.ranking!r}, min_layer_density="
+                                 f"{self.min_layer_density}")
+
+    @property
+    def budget_method(self) -> str | None:
+        """The method named by a ``from:<method>`` allocation (its scores give the layer budgets)."""
+        a = self.allocation
+        return a[len(alloc.FROM_PREFIX):] if isinstance(a, str) and a.startswith(alloc.FROM_PREFIX) else None
+
+    def replace(self, **changes) -> "CalibrationSettings":
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["exclude"] = list(self.exclude)
+        return d
 
 
-def _count(mask: torch.Tensor) -> int:
-    return int(torch.count_nonzero(mask))  # much faster than bool.sum() on CPU
+_FIELDS = tuple(f.name for f in dataclasses.fields(CalibrationSettings))
 
 
-def _select(x: torch.Tensor, ks: list[int], transform=None) -> list[torch.Tensor]:
-    """The k-th smallest values (1-based) of ``transform(x)`` for each k in ``ks`` (close together):
-    exactly ``transform(x).kthvalue(k).values``. ``x`` is 1-D; ``transform`` is elementwise.
-
-    For large n, a deterministic strided sample brackets the answers between two sample quantiles
-    [lo, hi]; one chunked pass counts the entries below lo and keeps those in [lo, hi] (chunks stay
-    in cache, and ``transform`` is applied chunk by chunk, so e.g. a float64 copy of x is never
-    materialized). The small kept set gives the answers. If the bracket misses (possible only for
-    adversarial orderings), it falls back to kthvalue over everything, so results are always exact.
-    """
-    f = transform if transform is not None else (lambda t: t)
-    n = x.numel()
-    if n <= _SELECT_MIN:
-        y = f(x)
-        return [y.kthvalue(k).values for k in ks]
-    step = n // _SAMPLE
-    sample = f(x[::step].contiguous())
-    m = sample.numel()
-    slack = 4.0 * math.sqrt(m) + 2.0
-    lo_i = max(1, int(min(ks) / n * m - slack))
-    hi_i = min(m, int(max(ks) / n * m + slack) + 1)
-    lo = sample.kthvalue(lo_i).values if lo_i > 1 else None
-    hi = sample.kthvalue(hi_i).values if hi_i < m else None
-    below, inside = 0, []
-    for c in x.split(_CHUNK):
-        y = f(c)
-        if lo is not None:
-            below += _count(y < lo)
-            sel = y >= lo
-            if hi is not None:
-                sel &= y <= hi
-        else:
-            sel = y <= hi if hi is not None else torch.ones_like(y, dtype=torch.bool)
-        inside.append(y[sel])
-    inside = torch.cat(inside)
-    if all(below < k <= below + inside.numel() for k in ks):
-        return [inside.kthvalue(k - below).values for k in ks]
-    y = f(x)
-    return [y.kthvalue(k).values for k in ks]
+def resolve_settings(settings=None, **kw) -> CalibrationSettings:
+    """Settings from a :class:`CalibrationSettings` (or an allocation name) plus keyword overrides;
+    ``mode`` (global/layerwise/local) is the paper's name for the allocation and ``solver`` the old
+    name of ``calibration_solver``."""
+    if isinstance(settings, str):
+        kw.setdefault("allocation", settings)
+        settings = None
+    if settings is not None and not isinstance(settings, CalibrationSettings):
+        raise TypeError(f"settings must be a CalibrationSettings; got {type(settings).__name__}")
+    mode = kw.pop("mode", None)
+    if mode is not None:
+        from .validate import check_choice
+        check_choice("mode", mode, MODES)
+        if "allocation" in kw and alloc.canonical(kw["allocation"]) != alloc.canonical(mode):
+            raise ValueError(f"mode={mode!r} and allocation={kw['allocation']!r} disagree; pass one of them")
+        kw["allocation"] = mode
+    if "solver" in kw:
+        kw["calibration_solver"] = kw.pop("solver")
+    if "exclude" in kw and isinstance(kw["exclude"], list):
+        kw["exclude"] = tuple(kw["exclude"])
+    unknown = sorted(set(kw) - set(_FIELDS))
+    if unknown:
+        raise TypeError(f"unknown calibration setting(s) {unknown}; allowed: {list(_FIELDS) + ['mode']}")
+    base = settings if settings is not None else CalibrationSettings()
+    return dataclasses.replace(base, **kw) if kw else base
 
 
-def _kth_smallest(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Exactly ``x.kthvalue(k).values`` for a 1-D x, by bracketed selection (see :func:`_select`)."""
-    return _select(x, [k])[0]
+@dataclass
+class LayerReport:
+    """What calibration left in one layer. Columns are input channels (kernel level for convs:
+    an input channel is empty when none of its kernel weights survives in any output row)."""
 
+    kept: int
+    total: int
+    forced: int  # min_keep / col_keep survivors
+    rows: int
+    empty_rows: int
+    cols: int
+    empty_cols: int
+    excluded: bool = False  # left dense by `exclude`, not in the budget
+    effective: int | None = None  # kept weights on some input-output path (see yopo.core.connectivity)
 
-def _median(x: torch.Tensor, transform=None) -> float:
-    """The usual median (mean of the two middle values for even n) of ``transform(x)``, by exact
-    selection: O(n)."""
-    n = x.numel()
-    if n % 2:
-        return float(_select(x, [(n + 1) // 2], transform)[0])
-    lo, hi = _select(x, [n // 2, n // 2 + 1], transform)
-    return 0.5 * (float(lo) + float(hi))
+    @property
+    def density(self) -> float:
+        return self.kept / self.total
 
-
-def _safe_scale(scale: float, x: torch.Tensor) -> float:
-    # a zero MAD (more than half the entries equal) would make every critical alpha infinite;
-    # fall back to the std, then to 1, which keeps the order of the scores themselves
-    if scale > 0:
-        return scale
-    s = float(x.double().std(unbiased=False)) if x.numel() > 1 else 0.0
-    return s if s > 0 else 1.0
-
-
-def _threshold_stats(x: torch.Tensor, robust: str) -> tuple[float, float]:
-    """(loc, scale) of the threshold tau = loc + alpha * scale, the scale kept positive."""
-    loc, scale = robust_stats(x, robust)
-    return loc, _safe_scale(scale, x.flatten())
-
-
-def topk_mask(key: torch.Tensor, k: int) -> torch.Tensor:
-    """Boolean mask of the ``k`` largest entries of a 1-D ``key``; ties go to lower indices."""
-    return _topk_mask_cut(key, k)[0]
-
-
-def _topk_mask_cut(key: torch.Tensor, k: int) -> tuple[torch.Tensor, float]:
-    """:func:`topk_mask` and the largest value left out (-inf when nothing is left out)."""
-    n = key.numel()
-    if k >= n:
-        return torch.ones(n, dtype=torch.bool, device=key.device), -math.inf
-    if k <= 0:
-        return torch.zeros(n, dtype=torch.bool, device=key.device), float(key.max())
-    # the k-th largest value v, and the (k+1)-th largest: the largest one dropped
-    cut, v = _select(key, [n - k, n - k + 1])
-    mask = key > v
-    need = k - _count(mask)
-    if need > 0:
-        eq = key == v
-        if _count(eq) == need:  # the usual case: every tie fits
-            mask |= eq
-        else:
-            ties = torch.nonzero(eq).flatten()[:need]
-            mask[ties] = True
-    return mask, float(cut)
-
-
-def _keep_best_along(key2d: torch.Tensor, m: int, dim: int) -> torch.Tensor:
-    """The ``m`` best entries of every row (dim=1) or column (dim=0), ties to lower index."""
-    size = key2d.shape[dim]
-    if m >= size:
-        return torch.ones_like(key2d, dtype=torch.bool)
-    if m == 1:  # argmax returns the first maximal index: the same entry, one pass
-        out = torch.zeros_like(key2d, dtype=torch.bool)
-        return out.scatter_(dim, key2d.argmax(dim=dim, keepdim=True), True)
-    v = key2d.topk(m, dim=dim).values.narrow(dim, m - 1, 1)  # m-th largest along dim
-    above = key2d > v
-    eq = key2d == v
-    room = m - above.sum(dim=dim, keepdim=True)
-    return above | (eq & (eq.cumsum(dim=dim) <= room))
+    @property
+    def sparsity(self) -> float:
+        return 1.0 - self.kept / self.total
 
 
 @dataclass
 class Calibration:
-    """Masks plus what calibration found (threshold parameters, achieved budget)."""
+    """Masks plus what calibration found: threshold parameters, achieved budget, per-layer
+    diagnostics. ``kept``/``total`` count the calibrated layers (excluded layers are dense and
+    not counted)."""
 
     masks: dict[str, torch.Tensor]
     target: float
     kept: int
     total: int
-    mode: str
-    robust: str
-    alpha: float | None = None  # global/layerwise: survivors are entries with critical alpha > alpha
-    alphas: dict[str, float] = field(default_factory=dict)  # local: per-layer alpha
-    thresholds: dict[str, float] = field(default_factory=dict)  # tau per layer (strict >)
+    settings: CalibrationSettings = field(default_factory=CalibrationSettings)
+    alpha: float | None = None  # global/layerwise + score ranking: survivors have critical alpha > alpha
+    alphas: dict[str, float] = field(default_factory=dict)  # per-layer alpha (per-layer budgets, score ranking)
+    thresholds: dict[str, float] = field(default_factory=dict)  # tau per layer (strict >), score ranking
+    layers: dict[str, LayerReport] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def mode(self) -> str:
+        """The allocation (``local`` reads as ``uniform``); kept for the paper's vocabulary."""
+        a = self.settings.allocation
+        return alloc.canonical(a) if isinstance(a, str) else "dict"
+
+    @property
+    def robust(self) -> str:
+        return self.settings.robust
 
     @property
     def sparsity(self) -> float:
         return 1.0 - self.kept / self.total
+
+    @property
+    def effective_sparsity(self) -> float | None:
+        """Fraction of the calibrated weights that are pruned or lie on no input-output path;
+        ``None`` until :func:`yopo.core.connectivity.add_connectivity` has run on a model."""
+        eff = [r.effective for r in self.layers.values() if not r.excluded]
+        if not eff or any(e is None for e in eff):
+            return None
+        return 1.0 - sum(eff) / self.total
 
     def layer_sparsity(self) -> dict[str, float]:
         return {n: 1.0 - float(m.sum()) / m.numel() for n, m in self.masks.items()}
@@ -213,57 +218,62 @@ def _validate_scores(scores: dict[str, torch.Tensor]) -> None:
 def _forced(S2: torch.Tensor, min_keep: int, col_keep: int) -> torch.Tensor:
     forced = torch.zeros_like(S2, dtype=torch.bool)
     if min_keep > 0:
-        forced |= _keep_best_along(S2, min_keep, dim=1)
+        forced |= keep_best_along(S2, min_keep, dim=1)
     if col_keep > 0:
-        forced |= _keep_best_along(S2, col_keep, dim=0)
+        forced |= keep_best_along(S2, col_keep, dim=0)
     return forced
 
 
 def webster(total: int, sizes: list[int], lows: list[int]) -> list[int]:
     """Split ``total`` kept entries over layers of ``sizes`` in proportion to size, each layer at
-    least ``lows[l]``: the first ``total`` seats of the order (2k+1)/(2 n_l) ascending (ties to the
-    earlier layer), after the forced ones. House-monotone, so budgets nest across sparsities."""
-    N = sum(sizes)
-    alloc = []
-    for n, low in zip(sizes, lows):
-        # seats k >= 0 with (2k+1)/(2n) < total/N, i.e. (2k+1) N < 2 n total
-        c = 0 if 2 * n * total <= N else -(-(2 * n * total - N) // (2 * N))
-        alloc.append(max(low, min(n, c)))
-    cur = sum(alloc)
-    while cur < total:  # add the seat with the smallest key; ties to the lowest layer index
-        best = None
-        for i, (n, k) in enumerate(zip(sizes, alloc)):
-            if k < n and (best is None or (2 * k + 1) * sizes[best] < (2 * alloc[best] + 1) * n):
-                best = i
-        alloc[best] += 1
-        cur += 1
-    while cur > total:  # drop the non-forced seat with the largest key; ties to the highest index
-        worst = None
-        for i, (n, k, low) in enumerate(zip(sizes, alloc, lows)):
-            if k > low and (worst is None or (2 * k - 1) * sizes[worst] >= (2 * alloc[worst] - 1) * n):
-                worst = i
-        alloc[worst] -= 1
-        cur -= 1
-    return alloc
+    least ``lows[l]`` (the ``uniform`` allocation): the first ``total`` seats of the order
+    (2k+1)/(2 n_l) ascending (ties to the earlier layer), after the forced ones."""
+    return alloc.divisor_counts(total, sizes, sizes, lows)
 
 
-def mort(scores: dict[str, torch.Tensor], sparsity, mode: str = "global", robust: str = "mad",
-         min_keep: int = 1, col_keep: int = 0, solver: str = "exact", tol: float = 1e-9) -> Calibration:
-    """Calibrate masks for ``sparsity`` (a float in [0, 1), or in ``local`` mode optionally a dict
-    {layer name: sparsity}). ``scores[name]`` has the weight's shape; masks have the same shapes
-    (bool, on the scores' device). Higher score = more important."""
-    check_choice("mode", mode, MODES)
-    check_choice("robust", robust, ROBUST)
-    check_choice("solver", solver, SOLVERS)
-    check_int("min_keep", min_keep, 0)
-    check_int("col_keep", col_keep, 0)
+def _excluded(names: list[str], patterns: tuple[str, ...]) -> set[str]:
+    out: set[str] = set()
+    for p in patterns:
+        if p == ":first":
+            hit = {names[0]}
+        elif p == ":last":
+            hit = {names[-1]}
+        else:
+            hit = {n for n in names if fnmatch.fnmatchcase(n, p) or fnmatch.fnmatchcase(n.rpartition(".")[0], p)}
+        if not hit:
+            warnings.warn(f"exclude pattern {p!r} matches no calibrated layer")
+        out |= hit
+    return out
+
+
+def _floor(density: float, n: int) -> int:
+    """ceil(density * n) in exact arithmetic on the shortest decimal of density."""
+    return min(n, math.ceil(Fraction(repr(float(density))) * n))
+
+
+def mort(scores: dict[str, torch.Tensor], sparsity, settings: CalibrationSettings | str | None = None, *,
+         budget_scores: dict[str, torch.Tensor] | None = None, tol: float = 1e-9, **kw) -> Calibration:
+    """Calibrate masks for ``sparsity`` (a float in [0, 1), or a dict {layer name: sparsity} with
+    ``allocation='uniform'``). ``scores[name]`` has the weight's shape (higher = more important);
+    masks have the same shapes (bool, on the scores' device). Settings come from ``settings``
+    (a :class:`CalibrationSettings`) and/or keywords (its fields; ``mode=`` is the paper's name
+    of the allocation). ``budget_scores``: the other method's scores for ``allocation='from:<method>'``.
+    """
+    s = resolve_settings(settings, **kw)
     _validate_scores(scores)
-    names = list(scores)
+    names_all = list(scores)
+    excluded = _excluded(names_all, s.exclude) if s.exclude else set()
+    names = [n for n in names_all if n not in excluded]
+    if not names:
+        raise ValueError(f"exclude={list(s.exclude)} leaves no layer to calibrate")
+    allocation = alloc.canonical(s.allocation) if isinstance(s.allocation, str) else "dict"
+
     per_layer: dict[str, float] | None = None
-    if isinstance(sparsity, dict):
-        if mode != "local":
-            raise ValueError(f"per-layer sparsities need mode='local'; got mode={mode!r}")
-        unknown = sorted(set(sparsity) - set(names))
+    if isinstance(sparsity, Mapping):
+        if allocation != "uniform":
+            raise ValueError(f"per-layer sparsities need allocation='uniform' (mode='local'); got "
+                             f"allocation={s.allocation!r}")
+        unknown = sorted(set(sparsity) - set(names_all))
         missing = [n for n in names if n not in sparsity]
         if unknown or missing:
             raise ValueError(f"per-layer sparsity keys must match the scored layers: unknown {unknown[:3]}, "
@@ -271,84 +281,186 @@ def mort(scores: dict[str, torch.Tensor], sparsity, mode: str = "global", robust
         per_layer = {n: check_sparsity(sparsity[n], f"sparsity[{n!r}]") for n in names}
     else:
         sparsity = check_sparsity(sparsity)
+    ref = None
+    if s.budget_method is not None:
+        if budget_scores is None:
+            raise ValueError(f"allocation={s.allocation!r} needs the scores of {s.budget_method!r}: pass "
+                             f"budget_scores=yopo.score(model, {s.budget_method!r}, ...)")
+        _validate_scores(budget_scores)
+        bad = [n for n in names if n not in budget_scores or budget_scores[n].shape != scores[n].shape]
+        if bad:
+            raise ValueError(f"budget_scores do not match the scores: layer {bad[0]!r} is missing or has another shape")
+        ref = budget_scores
+    elif budget_scores is not None:
+        raise ValueError(f"budget_scores were given but allocation={s.allocation!r} does not use them; "
+                         f"use allocation='from:<method>'")
 
     S2 = {n: flat(scores[n].detach()).float() for n in names}
     sizes = [S2[n].numel() for n in names]
     total = sum(sizes)
-    forced = {n: _forced(S2[n], min_keep, col_keep) for n in names}
-    lows = [_count(forced[n]) for n in names]
-    F = sum(lows)
+    forced = {n: _forced(S2[n], s.min_keep, s.col_keep) for n in names}
+    F_l = [count_true(forced[n]) for n in names]
+    F = sum(F_l)
+    lows = [max(f, _floor(s.min_layer_density, size)) if s.min_layer_density else f for f, size in zip(F_l, sizes)]
 
     if per_layer is not None:
-        ks = []
+        counts = []
         for n, size, low in zip(names, sizes, lows):
             k = n_keep(per_layer[n], size)
             if k < low:
-                warnings.warn(f"layer {n}: sparsity {per_layer[n]} would cut rows below min_keep="
-                              f"{min_keep}; keeping {low} of {size} (sparsity {1 - low / size:.6f})")
-            ks.append(max(k, low))
-        target = 1.0 - sum(ks) / total
-        K = sum(ks)
+                warnings.warn(f"layer {n}: sparsity {per_layer[n]} would cut below its {low} forced / floor "
+                              f"survivors; keeping {low} of {size} (sparsity {1 - low / size:.6f})")
+            counts.append(max(k, low))
+        K = sum(counts)
+        target = 1.0 - K / total
     else:
         target = sparsity
         K = n_keep(sparsity, total)
         if K < F:
-            warnings.warn(f"sparsity={sparsity} is infeasible with min_keep={min_keep}, col_keep={col_keep}: "
+            warnings.warn(f"sparsity={sparsity} is infeasible with min_keep={s.min_keep}, col_keep={s.col_keep}: "
                           f"at least {F} of {total} entries must stay; using the nearest feasible sparsity "
                           f"{1 - F / total:.6f}")
             K = F
-        ks = webster(K, sizes, lows) if mode == "local" else None
+        if K < sum(lows):
+            raise ValueError(f"min_layer_density={s.min_layer_density} needs at least {sum(lows)} kept weights "
+                             f"but sparsity={sparsity} keeps {K} of {total}; lower one of them")
+        counts = None
 
-    cal = Calibration(masks={}, target=target, kept=0, total=total, mode=mode, robust=robust)
-    if solver == "bisect":
-        _bisect(cal, S2, forced, names, K, ks, robust, tol)
-    elif mode == "local":
-        for n, k in zip(names, ks):
-            key = S2[n].flatten()
-            # forced entries are never dropped, so the cut is the largest dropped score
-            m, tau = _topk_mask_cut(key.masked_fill(forced[n].flatten(), torch.inf), k)
-            cal.masks[n] = m
-            loc, scale = _threshold_stats(key, robust)
-            cal.thresholds[n] = tau
-            cal.alphas[n] = (tau - loc) / scale
+    cal = Calibration(masks={}, target=target, kept=0, total=total, settings=s)
+    if s.calibration_solver == "bisect":
+        if counts is None and allocation == "uniform":
+            counts = webster(K, sizes, F_l)
+        _bisect(cal, S2, forced, names, K, counts, s.robust, tol, pooled=allocation == "global")
+    elif counts is None and allocation in alloc.POOLED and s.ranking == "score" and lows == F_l:
+        _pooled_mask(cal, S2, forced, names, sizes, K, allocation, s.robust)
     else:
-        keys, locs, scales = [], [], []
-        if mode == "global":
-            pooled = torch.cat([S2[n].flatten() for n in names])
-            loc, scale = _threshold_stats(pooled, robust)
-            keys = [S2[n].flatten() for n in names]
-            locs, scales = [loc] * len(names), [scale] * len(names)
+        if counts is None:
+            counts = _counts(allocation, s, S2, [tuple(scores[n].shape) for n in names], forced, names, sizes, K,
+                             F_l, lows, ref)
+        for n, k in zip(names, counts):
+            cal.masks[n] = select(S2[n], k, s.ranking, forced[n]).flatten()
+        if s.ranking == "score":  # report each layer's cut: the mask is {S > tau} up to ties
+            for n, k in zip(names, counts):
+                key = S2[n].flatten().masked_fill(forced[n].flatten(), torch.inf)
+                tau = topk_mask_cut(key, k)[1]
+                loc, scale = threshold_stats(S2[n], s.robust)
+                cal.thresholds[n] = tau
+                cal.alphas[n] = (tau - loc) / scale
+    masks = {}
+    for n in names_all:
+        if n in excluded:
+            masks[n] = torch.ones(scores[n].shape, dtype=torch.bool, device=scores[n].device)
         else:
-            for n in names:
-                x = S2[n].flatten()
-                loc, scale = _threshold_stats(x, robust)
-                keys.append((x - loc) / scale)
-                locs.append(loc)
-                scales.append(scale)
-        raw = pooled if mode == "global" else torch.cat(keys)
-        # forced entries first (+inf); dropped entries are never forced, so the largest dropped
-        # key is the (total - K)-th smallest of the forced-first key
-        keep, cut = _topk_mask_cut(raw.masked_fill_(torch.cat([forced[n].flatten() for n in names]), torch.inf), K)
-        alpha = cut if mode == "layerwise" else (cut - locs[0]) / scales[0]
-        cal.alpha = alpha
-        for n, part, loc, scale in zip(names, keep.split(sizes), locs, scales):
-            cal.masks[n] = part
-            cal.thresholds[n] = loc + alpha * scale
-    cal.masks = {n: cal.masks[n].reshape(scores[n].shape) for n in names}
-    cal.kept = sum(_count(m) for m in cal.masks.values())
+            masks[n] = cal.masks[n].reshape(scores[n].shape)
+    cal.masks = masks
+    cal.kept = sum(count_true(masks[n]) for n in names)
+    cal.layers = {n: _report(masks[n], count_true(forced[n]) if n in forced else 0, n in excluded) for n in names_all}
+    _warn_collapse(cal, s)
     return cal
 
 
-def _bisect(cal: Calibration, S2, forced, names, K, ks, robust, tol) -> None:
+def _pooled_mask(cal, S2, forced, names, sizes, K, allocation, robust) -> None:
+    """global / layerwise with score ranking: one pooled top-K (the paper's MORT), alpha reported."""
+    keys, locs, scales = [], [], []
+    if allocation == "global":
+        raw = torch.cat([S2[n].flatten() for n in names])
+        loc, scale = threshold_stats(raw, robust)
+        locs, scales = [loc] * len(names), [scale] * len(names)
+    else:
+        for n in names:
+            x = S2[n].flatten()
+            loc, scale = threshold_stats(x, robust)
+            keys.append((x - loc) / scale)
+            locs.append(loc)
+            scales.append(scale)
+        raw = torch.cat(keys)
+    # forced entries first (+inf); dropped entries are never forced, so the largest dropped key is
+    # the (total - K)-th smallest of the forced-first key
+    keep, cut = topk_mask_cut(raw.masked_fill_(torch.cat([forced[n].flatten() for n in names]), torch.inf), K)
+    alpha = cut if allocation == "layerwise" else (cut - locs[0]) / scales[0]
+    cal.alpha = alpha
+    for n, part, loc, scale in zip(names, keep.split(sizes), locs, scales):
+        cal.masks[n] = part
+        cal.thresholds[n] = loc + alpha * scale
+
+
+def _counts(allocation, s, S2, shapes, forced, names, sizes, K, F_l, lows, ref) -> list[int]:
+    """Per-layer kept counts of the allocation for a budget K (house-monotone in K)."""
+    if allocation in alloc.POOLED or s.budget_method is not None:
+        keys = []
+        for n in names:
+            x = (ref[n].detach().float().flatten() if ref is not None else S2[n].flatten())
+            if allocation == "layerwise":
+                loc, scale = threshold_stats(x, s.robust)
+                x = (x - loc) / scale
+            keys.append(x.masked_fill(forced[n].flatten(), torch.inf))
+        return alloc.pooled_counts(keys, K, lows)
+    weights = alloc.divisor_weights(allocation, shapes)
+    tiers = [F_l, lows]
+    if allocation == "uniform_plus":
+        first = list(lows)
+        first[0] = sizes[0]
+        tiers.append(first)
+        plus = list(first)
+        plus[-1] = max(plus[-1], _floor(alloc.UNIFORM_PLUS_CLASSIFIER_DENSITY, sizes[-1]))
+        tiers.append(plus)
+        if K < sum(plus):
+            warnings.warn(f"allocation='uniform_plus' keeps the first layer dense and the last at >= 20% density "
+                          f"({sum(plus)} weights), more than the budget of {K}: the other layers get nothing",
+                          CollapseWarning)
+    return alloc.tiered_counts(K, weights, sizes, tiers)
+
+
+def _report(mask: torch.Tensor, forced: int, excluded: bool) -> LayerReport:
+    m2 = mask.reshape(mask.shape[0], -1)
+    rows = m2.shape[0]
+    empty_rows = rows - count_true(m2.any(dim=1))
+    if mask.dim() >= 2:
+        per_in = mask.transpose(0, 1).reshape(mask.shape[1], -1)
+        cols = per_in.shape[0]
+        empty_cols = cols - count_true(per_in.any(dim=1))
+    else:
+        cols, empty_cols = 1, 0
+    return LayerReport(kept=count_true(mask), total=mask.numel(), forced=forced, rows=rows, empty_rows=empty_rows,
+                       cols=cols, empty_cols=empty_cols, excluded=excluded)
+
+
+def _warn_collapse(cal: Calibration, s: CalibrationSettings) -> None:
+    emptied, only_forced, empty_rows = [], [], []
+    for n, r in cal.layers.items():
+        if r.excluded:
+            continue
+        if r.kept == 0:
+            emptied.append(n)
+        elif r.forced and r.kept == r.forced and r.kept < r.total:
+            only_forced.append(f"{n} ({r.kept})")
+        elif s.min_keep == 0 and r.empty_rows:
+            empty_rows.append(f"{n} ({r.empty_rows} of {r.rows})")
+    msgs = []
+    if emptied:
+        msgs.append(f"{len(emptied)} layer(s) emptied: {', '.join(emptied[:4])}{' ...' if len(emptied) > 4 else ''}")
+    if only_forced:
+        msgs.append(f"{len(only_forced)} layer(s) keep only their forced survivors (min_keep/col_keep): "
+                    f"{', '.join(only_forced[:4])}{' ...' if len(only_forced) > 4 else ''}")
+    if empty_rows:
+        msgs.append(f"{len(empty_rows)} layer(s) have output rows with no weight (min_keep=0): "
+                    f"{', '.join(empty_rows[:4])}{' ...' if len(empty_rows) > 4 else ''}")
+    if msgs:
+        cal.warnings.extend(msgs)
+        warnings.warn(f"calibration at sparsity {cal.sparsity:.4f} (allocation={cal.mode}, ranking="
+                      f"{s.ranking}): " + "; ".join(msgs), CollapseWarning, stacklevel=3)
+
+
+def _bisect(cal: Calibration, S2, forced, names, K, ks, robust, tol, pooled: bool) -> None:
     """Alg. 2 as written: bracket, then bisect alpha until the bracket is narrower than ``tol``;
     masks at alpha_hi (so the achieved sparsity is at least the target)."""
     def run(group: list[str], k_target: int, pooled: bool) -> float:
         if pooled:
             x = torch.cat([S2[n].flatten() for n in group])
-            loc, scale = _threshold_stats(x, robust)
+            loc, scale = threshold_stats(x, robust)
             stats = {n: (loc, scale) for n in group}
         else:
-            stats = {n: _threshold_stats(S2[n], robust) for n in group}
+            stats = {n: threshold_stats(S2[n], robust) for n in group}
 
         def kept(alpha: float) -> int:
             return sum(int(((S2[n] > stats[n][0] + alpha * stats[n][1]) | forced[n]).sum()) for n in group)
@@ -370,15 +482,14 @@ def _bisect(cal: Calibration, S2, forced, names, K, ks, robust, tol) -> None:
             cal.thresholds[n] = tau
         return hi
 
-    if ks is not None:  # local: one bisection per layer
+    if ks is not None:  # per-layer budgets: one bisection per layer
         for n, k in zip(names, ks):
             cal.alphas[n] = run([n], k, pooled=False)
     else:
-        cal.alpha = run(names, K, pooled=cal.mode == "global")
+        cal.alpha = run(names, K, pooled=pooled)
 
 
-def calibrate(scores: dict[str, torch.Tensor], sparsity, mode: str = "global", robust: str = "mad",
-              min_keep: int = 1, col_keep: int = 0, solver: str = "exact") -> dict[str, torch.Tensor]:
+def calibrate(scores: dict[str, torch.Tensor], sparsity, settings: CalibrationSettings | str | None = None, *,
+              budget_scores: dict[str, torch.Tensor] | None = None, **kw) -> dict[str, torch.Tensor]:
     """Boolean masks {name: BoolTensor of the weight's shape}; True = kept. See :func:`mort`."""
-    return mort(scores, sparsity, mode=mode, robust=robust, min_keep=min_keep, col_keep=col_keep,
-                solver=solver).masks
+    return mort(scores, sparsity, settings, budget_scores=budget_scores, **kw).masks

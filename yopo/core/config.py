@@ -11,14 +11,51 @@ import dataclasses
 from dataclasses import MISSING
 
 
-def opt(default, help: str = "", choices=None, **kw):
-    """Shorthand for a dataclass field with CLI metadata."""
+def opt(default, help: str = "", choices=None, *, low=None, high=None, check=None, **kw):
+    """Shorthand for a dataclass field with CLI metadata and its validation rule: ``choices``
+    (allowed values), ``low``/``high`` (inclusive numeric range) or ``check(name, value)`` (a custom
+    validator). :func:`validate_fields` enforces them, so a rule is declared once, here."""
     md = {"help": help}
     if choices is not None:
         md["choices"] = list(choices)
+    if low is not None:
+        md["low"] = low
+    if high is not None:
+        md["high"] = high
+    if check is not None:
+        md["check"] = check
     if isinstance(default, (list, dict, set)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=md, **kw)
     return dataclasses.field(default=default, metadata=md, **kw)
+
+
+def validate_fields(obj) -> None:
+    """Check every field of dataclass instance ``obj`` against the rule declared with :func:`opt`
+    (and its type for int/float/bool/str fields); raise a one-line error naming the field, the bad
+    value and what is allowed. ``None`` passes for fields whose type admits it."""
+    from .validate import check_choice, check_float, check_int
+
+    for f in dataclasses.fields(obj):
+        v = getattr(obj, f.name)
+        t = _type_name(f)
+        base = t.split("|")[0]
+        if v is None and "None" in t:
+            continue
+        md = f.metadata
+        if "check" in md:
+            md["check"](f.name, v)
+            continue
+        if base == "bool":
+            if not isinstance(v, bool):
+                raise TypeError(f"{f.name}={v!r} must be a bool (True/False)")
+        elif base == "int":
+            check_int(f.name, v, md.get("low"), md.get("high"))
+        elif base == "float":
+            check_float(f.name, v, md.get("low"), md.get("high"))
+        elif base == "str" and not isinstance(v, str):
+            raise TypeError(f"{f.name}={v!r} must be a string")
+        if "choices" in md:
+            check_choice(f.name, v, md["choices"])
 
 
 def _type_name(f) -> str:

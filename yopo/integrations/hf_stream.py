@@ -250,10 +250,10 @@ def _row_chunks(s: torch.Tensor, elems: int = 1 << 22):
 
 
 def _forced_rows(s2: torch.Tensor, min_keep: int) -> torch.Tensor:
-    from ..core.calibration import _keep_best_along
+    from ..core.selection import keep_best_along
     if min_keep <= 0:
         return torch.zeros_like(s2, dtype=torch.bool)
-    return _keep_best_along(s2, min_keep, dim=1)
+    return keep_best_along(s2, min_keep, dim=1)
 
 
 @dataclass

@@ -96,7 +96,7 @@ def transfer_masks(src_masks: dict, tgt_scores: dict) -> tuple[dict, list[str]]:
     shape differs (e.g. the classifier for another number of classes, or the stem for another
     number of input channels) keeps the source layer's *fraction* of survivors, chosen by the
     target's own scores. Returns (masks, names of the layers that fell back)."""
-    from ...core.calibration import n_keep, topk_mask
+    from ...core.selection import n_keep, topk_mask
 
     out, fallback = {}, []
     for n, s in tgt_scores.items():

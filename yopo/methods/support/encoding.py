@@ -31,7 +31,7 @@ import math
 
 import torch
 
-from ...core.calibration import n_keep, topk_mask
+from ...core.selection import n_keep, topk_mask
 from ...core.layers import PrunableLayer
 
 MAX_ROUNDS = 120

@@ -1,0 +1,103 @@
+"""Connectivity of a masked network: which kept weights lie on some input-to-output path.
+
+A kept weight that no input can reach, or whose output reaches no logit, is dead weight: it
+counts as kept but cannot change the function. The *effective sparsity* (Vysogorets & Kempe,
+"Connectivity matters", 2023) counts such weights as pruned.
+
+How it is computed (one forward and one backward pass, any architecture that runs on a
+nonnegative input): a copy of the model in float64 where every prunable weight is its mask scaled
+by 1 / (mean kept fan-in of its layer) (any positive scale keeps the set of paths, and this one
+keeps activations near 1 so deep nets neither overflow nor underflow), every other weight is
+|w|, biases are 0, normalization layers are the identity and max-pooling is average pooling (a
+max picks one input per window and would hide the others' paths). On an all-ones input, a unit's
+activation is positive iff some input path reaches it, and d(sum of outputs)/d w_ij > 0 iff unit
+j is reached from the input and unit i reaches an output. So a kept weight is effective iff its
+gradient is nonzero.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from .layers import PRUNABLE_TYPES, get_weight
+
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
+_MAXPOOL = {nn.MaxPool1d: nn.AvgPool1d, nn.MaxPool2d: nn.AvgPool2d, nn.MaxPool3d: nn.AvgPool3d,
+            nn.AdaptiveMaxPool1d: nn.AdaptiveAvgPool1d, nn.AdaptiveMaxPool2d: nn.AdaptiveAvgPool2d,
+            nn.AdaptiveMaxPool3d: nn.AdaptiveAvgPool3d}
+
+
+def _linearized(model: nn.Module) -> nn.Module:
+    net = copy.deepcopy(model).double().eval()
+    for name, module in list(net.named_modules()):
+        for child_name, child in list(module.named_children()):
+            if isinstance(child, _NORMS):
+                setattr(module, child_name, nn.Identity())
+            elif type(child) in _MAXPOOL:
+                kw = ({"output_size": child.output_size} if "Adaptive" in type(child).__name__ else
+                      {"kernel_size": child.kernel_size, "stride": child.stride, "padding": child.padding})
+                setattr(module, child_name, _MAXPOOL[type(child)](**kw))
+    with torch.no_grad():
+        for n, p in net.named_parameters():
+            if n.endswith("bias"):
+                p.zero_()
+            else:
+                p.abs_()
+    return net
+
+
+def input_shape_of(model: nn.Module, spatial: int = 32) -> tuple[int, ...]:
+    """A per-sample input shape for ``model`` guessed from its first prunable layer (Linear: its
+    in_features; ConvNd: its in_channels and ``spatial`` per spatial dim)."""
+    for m in model.modules():
+        if isinstance(m, nn.Linear):
+            return (m.in_features,)
+        if isinstance(m, PRUNABLE_TYPES):
+            return (m.in_channels,) + (spatial,) * (m.weight.dim() - 2)
+    raise ValueError(f"model {type(model).__name__} has no prunable layers")
+
+
+def effective_masks(model: nn.Module, masks: dict[str, torch.Tensor],
+                    input_shape: tuple[int, ...] | None = None) -> dict[str, torch.Tensor]:
+    """{name: bool tensor}: the kept weights of ``masks`` that lie on some input-output path of
+    ``model`` (weights without a mask count as dense). ``input_shape`` is one sample's shape (no
+    batch dim); default: guessed by :func:`input_shape_of`. The model is not changed."""
+    net = _linearized(model)
+    shape = tuple(input_shape) if input_shape else input_shape_of(model)
+    weights = {}
+    with torch.no_grad():
+        for n, m in masks.items():
+            w = get_weight(net, n)
+            m2 = m.to(device=w.device, dtype=torch.float64).reshape(w.shape)
+            rows = max(1, w.shape[0])
+            fan_in = float(m2.sum()) / rows
+            w.copy_(m2 / max(fan_in, 1.0))
+            weights[n] = w
+    for p in net.parameters():
+        p.requires_grad_(False)
+    for w in weights.values():
+        w.requires_grad_(True)
+    device = next(iter(weights.values())).device
+    out = net(torch.ones((1,) + shape, dtype=torch.float64, device=device))
+    out = out if isinstance(out, torch.Tensor) else out[0]
+    out.sum().backward()
+    return {n: (masks[n].to(device).reshape(w.shape).bool() & (w.grad != 0)).reshape(masks[n].shape).cpu()
+            for n, w in weights.items()}
+
+
+def add_connectivity(cal, model: nn.Module, input_shape: tuple[int, ...] | None = None):
+    """Fill ``LayerReport.effective`` of a :class:`yopo.core.calibration.Calibration` from the
+    model (so ``cal.effective_sparsity`` is defined) and return ``cal``. Layers whose kept
+    weights are all off-path are added to ``cal.warnings``."""
+    eff = effective_masks(model, cal.masks, input_shape)
+    dead = []
+    for n, r in cal.layers.items():
+        r.effective = int(eff[n].sum())
+        if not r.excluded and r.kept and r.effective == 0:
+            dead.append(n)
+    if dead:
+        cal.warnings.append(f"{len(dead)} layer(s) keep weights but none on an input-output path: "
+                            f"{', '.join(dead[:4])}{' ...' if len(dead) > 4 else ''}")
+    return cal
