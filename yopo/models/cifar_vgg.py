@@ -1,9 +1,11 @@
 """CIFAR-style VGG with BatchNorm (as used in the PaI literature): conv stack, global pooling,
-one linear classifier."""
+one linear classifier. ``width`` scales every conv's channels (e.g. ``vgg11(width=0.5)`` has a
+quarter of the FLOPs: the VGG family at a cost a CPU benchmark can afford)."""
 from __future__ import annotations
 
 from torch import nn
 
+from ..core.validate import check_float
 from . import register_model
 
 CONFIGS = {
@@ -15,13 +17,15 @@ CONFIGS = {
 
 
 class CifarVGG(nn.Module):
-    def __init__(self, cfg: list, num_classes: int = 10, in_channels: int = 3):
+    def __init__(self, cfg: list, num_classes: int = 10, in_channels: int = 3, width: float = 1.0):
         super().__init__()
+        check_float("width", width, 0.0, low_open=True)
         layers, cin = [], in_channels
         for v in cfg:
             if v == "M":
                 layers.append(nn.MaxPool2d(2))
             else:
+                v = max(1, round(v * width))
                 layers += [nn.Conv2d(cin, v, 3, padding=1, bias=False), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
                 cin = v
         self.features = nn.Sequential(*layers)
