@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .layers import flat
+from .layers import from_rows, to_rows
 from .validate import check_choice, check_int, check_sparsity
 
 MODES = ("global", "layerwise", "local")
@@ -272,7 +272,10 @@ def mort(scores: dict[str, torch.Tensor], sparsity, mode: str = "global", robust
     else:
         sparsity = check_sparsity(sparsity)
 
-    S2 = {n: flat(scores[n].detach()).float() for n in names}
+    # rows = output features: a weight stored (in, out) (HF Conv1D, see yopo.core.layers) is
+    # calibrated as its transpose (min_keep per output row, ties in that row-major order)
+    transposed = getattr(scores, "transposed", frozenset())
+    S2 = {n: to_rows(scores[n].detach(), n in transposed).float() for n in names}
     sizes = [S2[n].numel() for n in names]
     total = sum(sizes)
     forced = {n: _forced(S2[n], min_keep, col_keep) for n in names}
@@ -334,7 +337,7 @@ def mort(scores: dict[str, torch.Tensor], sparsity, mode: str = "global", robust
         for n, part, loc, scale in zip(names, keep.split(sizes), locs, scales):
             cal.masks[n] = part
             cal.thresholds[n] = loc + alpha * scale
-    cal.masks = {n: cal.masks[n].reshape(scores[n].shape) for n in names}
+    cal.masks = {n: from_rows(cal.masks[n], tuple(scores[n].shape), n in transposed) for n in names}
     cal.kept = sum(_count(m) for m in cal.masks.values())
     return cal
 
