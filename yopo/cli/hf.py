@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..core.config import add_dataclass_args, from_args, opt
-from ..core.validate import check_int, check_sparsity
+from ..core.validate import check_float, check_int, check_sparsity
 from ..methods.yopo.saliency import YopoConfig
 
 
@@ -43,7 +43,7 @@ def add_parser(sub, name):
 def run(args) -> int:
     from ..integrations.hf_stream import default_threads_env
     default_threads_env()
-    from ..core.io import check_out_file
+    from ..core.io import check_out_dir, check_out_file
     from ..integrations.hf_stream import (check_stream_args, hf_config, parse_overrides, peak_rss_mb,
                                           stream_calibrate, stream_saliency)
 
@@ -56,6 +56,8 @@ def run(args) -> int:
     check_int("--seed", a.seed, 0)
     if a.max_layers is not None:
         check_int("--max-layers", a.max_layers, 1)
+    check_float("--shard-mb", a.shard_mb, 0.0, low_open=True)
+    check_out_dir(a.out, "--out")
     check_stream_args(score_dtype=a.score_dtype, shard_mb=a.shard_mb, out_dir=a.out)
     if a.mask_out:
         check_out_file(a.mask_out, "--mask-out")

@@ -10,7 +10,8 @@ of ``np.packbits`` per layer (``ceil(numel / 8)`` bytes), the shapes in meta, an
 
 Verification on load: the format tag, the meta JSON, one stored tensor per fingerprint layer with
 the fingerprint's shape (and nothing else), the packed length of every mask, and the content hash
-``sha256`` over the names, dtypes, shapes and bytes of the tensors (:func:`content_hash`). A file
+``sha256`` over the meta JSON and the names, dtypes, shapes and bytes of the tensors
+(:func:`content_hash`). A file
 written before the hash existed loads with a warning ("no content hash").
 Applying an artifact to a model (:func:`check_fingerprint`) requires the artifact's layers to be
 exactly the model's prunable layers, same shapes, except layers the caller names to leave dense.
@@ -63,9 +64,10 @@ def fingerprint_layers(fp, what: str = "artifact") -> list[tuple[str, tuple[int,
     return out
 
 
-def content_hash(tensors: dict[str, torch.Tensor], names) -> str:
-    """sha256 over the name, dtype, shape and raw bytes of each tensor, in the order of ``names``."""
-    h = hashlib.sha256()
+def content_hash(tensors: dict[str, torch.Tensor], names, meta_text: str = "") -> str:
+    """sha256 over ``meta_text`` (the file's meta JSON) and the name, dtype, shape and raw bytes of
+    each tensor, in the order of ``names``."""
+    h = hashlib.sha256(meta_text.encode())
     for n in names:
         t = tensors[n].detach().cpu().contiguous()
         h.update(json.dumps([n, str(t.dtype), list(t.shape)]).encode())
@@ -142,8 +144,8 @@ class Family:
         names = [n for n, _, _ in fingerprint_layers(self.meta.get("fingerprint"))]
         if sorted(names) != sorted(self.scores):
             raise ValueError("the family's scores do not match its fingerprint")
-        meta = {"yopo_format": FAMILY_FORMAT, "meta": json.dumps(self.meta, sort_keys=True),
-                "sha256": content_hash(self.scores, names)}
+        text = json.dumps(self.meta, sort_keys=True)
+        meta = {"yopo_format": FAMILY_FORMAT, "meta": text, "sha256": content_hash(self.scores, names, text)}
         save_safetensors(path, {n: self.scores[n] for n in names}, metadata=meta)
 
     @classmethod
@@ -165,7 +167,7 @@ class Family:
 def _read_meta(path, expected_format: str) -> tuple[dict, dict]:
     """(safetensors metadata, parsed yopo meta) with one-line errors for every way they can be bad."""
     if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: No such file")
+        raise FileNotFoundError(f"{path}: {'is a folder, not a file' if Path(path).is_dir() else 'no such file'}")
     try:
         with safe_open(str(path), framework="pt") as f:
             md = f.metadata() or {}
@@ -206,7 +208,7 @@ def _check_hash(path, md: dict, tensors: dict, names) -> None:
     if want is None:
         warnings.warn(f"{path}: no content hash (written by an older yopo); its contents are not verified")
         return
-    got = content_hash(tensors, names)
+    got = content_hash(tensors, names, md["meta"])
     if got != want:
         raise ValueError(f"{path}: content hash mismatch (sha256 {got[:12]}..., the file records "
                          f"{str(want)[:12]}...): the file is damaged or was modified")
@@ -214,10 +216,9 @@ def _check_hash(path, md: dict, tensors: dict, names) -> None:
 
 def write_packed_mask(path, packed: dict[str, torch.Tensor], shapes: dict[str, list[int]], meta: dict) -> None:
     """Write ``mask/1``: uint8 ``np.packbits`` tensors, their shapes in meta, a content hash."""
-    info = dict(meta, shapes=shapes)
-    names = sorted(packed)
-    save_safetensors(path, packed, metadata={"yopo_format": MASK_FORMAT, "meta": json.dumps(info, sort_keys=True),
-                                             "sha256": content_hash(packed, names)})
+    text = json.dumps(dict(meta, shapes=shapes), sort_keys=True)
+    save_safetensors(path, packed, metadata={"yopo_format": MASK_FORMAT, "meta": text,
+                                             "sha256": content_hash(packed, sorted(packed), text)})
 
 
 def save_mask(path, masks: dict[str, torch.Tensor], meta: dict | None = None) -> None:
