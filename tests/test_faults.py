@@ -504,7 +504,7 @@ def _mutations(draw, raw: bytes) -> bytes:
         return raw[: draw(st.integers(0, len(raw) - 1))]
     if kind == "flip":
         data = bytearray(raw)
-        for i in draw(st.lists(st.integers(0, len(raw) - 1), min_size=1, max_size=8)):
+        for i in draw(st.lists(st.integers(0, len(raw) - 1), min_size=1, max_size=8, unique=True)):
             data[i] ^= draw(st.integers(1, 255))
         return bytes(data)
     if kind == "random":

@@ -167,7 +167,7 @@ class Family:
 def _read_meta(path, expected_format: str) -> tuple[dict, dict]:
     """(safetensors metadata, parsed yopo meta) with one-line errors for every way they can be bad."""
     if not Path(path).is_file():
-        raise FileNotFoundError(f"{path}: {'is a folder, not a file' if Path(path).is_dir() else 'no such file'}")
+        raise FileNotFoundError(f"{path}: {'is a folder, not a file' if Path(path).is_dir() else 'No such file'}")
     try:
         with safe_open(str(path), framework="pt") as f:
             md = f.metadata() or {}
