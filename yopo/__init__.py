@@ -31,8 +31,8 @@ _LAZY = {
     "n_keep": "yopo.core.calibration",
     "Family": "yopo.core.family", "fingerprint": "yopo.core.family", "load_mask": "yopo.core.family",
     "save_mask": "yopo.core.family",
-    "PrunableLayer": "yopo.core.layers", "flat": "yopo.core.layers", "prunable_layers": "yopo.core.layers",
-    "unflat": "yopo.core.layers",
+    "LayerScores": "yopo.core.layers", "PrunableLayer": "yopo.core.layers", "flat": "yopo.core.layers",
+    "prunable_layers": "yopo.core.layers", "prunable_report": "yopo.core.layers", "unflat": "yopo.core.layers",
     "apply_masks": "yopo.core.masks", "assert_pruned_zero": "yopo.core.masks", "enforce_after_step": "yopo.core.masks",
     "from_torch_prune": "yopo.core.masks", "get_masks": "yopo.core.masks", "remove_masks": "yopo.core.masks",
     "sparsity": "yopo.core.masks", "to_torch_prune": "yopo.core.masks",
@@ -42,9 +42,9 @@ _LAZY = {
 }
 
 __all__ = [
-    "Calibration", "Family", "PrunableLayer", "YopoConfig", "apply_masks", "assert_pruned_zero",
+    "Calibration", "Family", "LayerScores", "PrunableLayer", "YopoConfig", "apply_masks", "assert_pruned_zero",
     "available_methods", "calibrate", "enforce_after_step", "fingerprint", "flat", "from_torch_prune",
-    "get_masks", "get_method", "load_mask", "mort", "n_keep", "prunable_layers", "register",
+    "get_masks", "get_method", "load_mask", "mort", "n_keep", "prunable_layers", "prunable_report", "register",
     "remove_masks", "save_mask", "score", "sparsity", "to_torch_prune", "unflat", "yopo_saliency",
 ]
 

@@ -1,9 +1,15 @@
-"""The ``yopo`` command. Each subcommand lives in its own module with ``add_parser`` and ``run``."""
+"""The ``yopo`` command. Each subcommand lives in its own module with ``add_parser`` and ``run``.
+
+Bad input never ends in a traceback: usage errors (argparse) and the one-line ``ValueError``s of
+the library print ``yopo COMMAND: error: ...`` on one line and exit with status 2; warnings print
+as one line each (``yopo COMMAND: warning: ...``).
+"""
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+import warnings
 
 # subcommand name -> module (imported lazily so `yopo --help` stays fast)
 COMMANDS = {
@@ -18,28 +24,80 @@ COMMANDS = {
 }
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with a one-line usage error (argparse prints the usage block, then the error)."""
+
+    def error(self, message):
+        line = " ".join(str(message).split())
+        self.exit(2, f"{self.prog}: error: {line} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="yopo",
         description="Pruning at initialization with once-only, data-free saliency (You Only Prune Once). "
         "Compute a saliency once, then derive masks at any exact sparsity.",
     )
     parser.add_argument("--version", action="version", version=f"yopo {__import__('yopo').__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
     for name, modname in COMMANDS.items():
         importlib.import_module(modname).add_parser(sub, name)
     return parser
 
 
+def check_device(name: str, flag: str = "--device") -> str:
+    """A one-line ``ValueError`` unless ``name`` is a torch device this machine has (``auto`` passes)."""
+    if name == "auto":
+        return name
+    import torch
+
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise ValueError(f"{flag}={name!r} is not a device; use cpu, cuda, cuda:N, mps or auto") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"{flag}={name!r} but CUDA is not available on this machine; use cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"{flag}={name!r} but this machine has {torch.cuda.device_count()} CUDA device(s): "
+                             f"cuda:0..cuda:{torch.cuda.device_count() - 1}")
+    elif dev.type == "mps":
+        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+            raise ValueError(f"{flag}={name!r} but MPS is not available on this machine; use cpu")
+    elif dev.type != "cpu":
+        raise ValueError(f"{flag}={name!r}: device type {dev.type!r} is not supported; use cpu, cuda, cuda:N or mps")
+    return name
+
+
+def _one_line(e: BaseException) -> str:
+    if isinstance(e, KeyError) and e.args:
+        text = f"missing key {e.args[0]!r}" if len(str(e.args[0]).split()) == 1 else str(e.args[0])
+    elif isinstance(e, OSError) and e.filename is not None:
+        text = f"{e.strerror or type(e).__name__}: {e.filename}"
+    else:
+        text = str(e) or type(e).__name__
+    return " ".join(text.split())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return int(args.run(args) or 0)
-    except (ValueError, TypeError, KeyError, FileNotFoundError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"yopo {args.command}: error: {msg}", file=sys.stderr)
-        return 2
+    prefix = f"yopo {args.command}"
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"{prefix}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = show
+        try:
+            return int(args.run(args) or 0)
+        except (ValueError, TypeError, KeyError, OSError) as e:
+            print(f"{prefix}: error: {_one_line(e)}", file=sys.stderr)
+            return 2
+        except MemoryError:
+            print(f"{prefix}: error: out of memory (a model, batch or budget too large for this machine)",
+                  file=sys.stderr)
+            return 2
 
 
 if __name__ == "__main__":

@@ -6,20 +6,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..core.config import add_dataclass_args, from_args, opt
-from ..core.validate import check_int, check_sparsity
+from ..core.validate import check_float, check_int, check_sparsity
 from ..methods.yopo.saliency import YopoConfig
 
 
 @dataclass(frozen=True)
 class HfArgs:
-    hf_config: str = opt("gpt2", "config preset built in code: tiny-gpt2, gpt2, gpt2-medium, gpt2-large, "
-                         "gpt2-xl, tiny-llama, llama-7b")
+    hf_config: str = opt("gpt2", "the model's config: a preset built in code (tiny-gpt2, gpt2, gpt2-medium, "
+                         "gpt2-large, gpt2-xl, tiny-llama, llama-7b), a local config.json (or a folder holding "
+                         "one), or a transformers model type at its defaults (bert, t5, mistral, ...)")
+    set: tuple[str, ...] = opt((), "override config settings as KEY=VALUE (JSON values), e.g. --set n_layer=2 "
+                               "n_embd=64; each KEY must be a setting of that config")
     out: str = opt("yopo_hf_scores", "folder for the score shards and manifest.json")
     seed: int = opt(0, "seed of the per-layer init and of the NMF")
     score_dtype: str = opt("float16", "dtype of the stored scores", ("float16", "bfloat16"))
-    shard_mb: float = opt(1024.0, "target shard size in MiB")
-    include_lm_head: bool = opt(False, "also score the LM head (tied to the embedding in GPT-2)")
-    max_layers: int | None = opt(None, "stop after this many layers (timing runs)")
+    shard_mb: float = opt(1024.0, "target shard size in MiB (> 0)")
+    include_lm_head: bool = opt(False, "also score an untied LM head (a head tied to the embedding is never pruned)")
+    max_layers: int | None = opt(None, "stop after this many layers, >= 1 (timing runs)")
     resume: bool = opt(True, "continue an interrupted run in --out (same settings) after its last shard")
     sparsity: float | None = opt(0.9, "then calibrate YOPO-G masks at this sparsity (none: skip)")
     min_keep: int = opt(1, "entries kept in every output row")
@@ -28,9 +31,10 @@ class HfArgs:
 
 def add_parser(sub, name):
     p = sub.add_parser(name, help="stream YOPO saliency of a transformers config (no download) to disk",
-                       description="Enumerate the linear layers of a transformers model built from a config "
-                       "(on the meta device), materialize each weight from a seeded init, score it, write the "
-                       "scores as shards, then calibrate a global mask by streaming over the shards.")
+                       description="Enumerate the prunable layers of a transformers model built from a config "
+                       "(on the meta device; Linear and Conv1D weights, never embeddings or weights tied to "
+                       "them), materialize each weight from a seeded init, score it, write the scores as shards, "
+                       "then calibrate a global mask by streaming over the shards.")
     add_dataclass_args(p, HfArgs)
     add_dataclass_args(p, YopoConfig, group="YOPO saliency")
     p.set_defaults(run=run)
@@ -39,16 +43,29 @@ def add_parser(sub, name):
 def run(args) -> int:
     from ..integrations.hf_stream import default_threads_env
     default_threads_env()
-    from ..integrations.hf_stream import hf_config, peak_rss_mb, stream_calibrate, stream_saliency
+    from ..core.io import check_out_dir, check_out_file
+    from ..integrations.hf_stream import (check_stream_args, hf_config, parse_overrides, peak_rss_mb,
+                                          stream_calibrate, stream_saliency)
 
     a = from_args(HfArgs, args)
     cfg = from_args(YopoConfig, args).validate()
-    if a.sparsity is not None:  # fail now, not after a long scoring pass
-        check_sparsity(a.sparsity)
-    check_int("min_keep", a.min_keep, 0)
-    config = hf_config(a.hf_config)
+    # every setting is checked before anything is scored or written
+    if a.sparsity is not None:
+        check_sparsity(a.sparsity, "--sparsity")
+    check_int("--min-keep", a.min_keep, 0)
+    check_int("--seed", a.seed, 0)
+    if a.max_layers is not None:
+        check_int("--max-layers", a.max_layers, 1)
+    check_float("--shard-mb", a.shard_mb, 0.0, low_open=True)
+    check_out_dir(a.out, "--out")
+    check_stream_args(score_dtype=a.score_dtype, shard_mb=a.shard_mb, out_dir=a.out)
+    if a.mask_out:
+        check_out_file(a.mask_out, "--mask-out")
+    config = hf_config(a.hf_config, parse_overrides(a.set))
     man = stream_saliency(config, cfg, a.out, seed=a.seed, score_dtype=a.score_dtype, shard_mb=a.shard_mb,
                           include_lm_head=a.include_lm_head, max_layers=a.max_layers, log=print, resume=a.resume)
+    for line in man["skipped"]:  # what the prunable-layer rule left out, and why
+        print(line)
     print(f"scored {len(man['layers'])} layers, {man['numel']:,} weights in {man['seconds']:.1f}s "
           f"(NMF {man['nmf_seconds']:.1f}s), peak RSS {man['peak_rss_mb']:.0f} MiB -> {a.out}")
     if a.sparsity is not None:

@@ -20,8 +20,12 @@ def add_parser(sub, name):
 
 def run(args) -> int:
     from ..core.family import Family
+    from ..core.validate import check_int, check_sparsity
     from .prune import layer_table
 
+    if args.sparsity is not None:  # bad settings fail before the file is read
+        check_sparsity(args.sparsity, "--sparsity")
+    check_int("--min-keep", args.min_keep, 0)
     fam = Family.load(args.file)
     meta = {k: v for k, v in fam.meta.items() if k != "fingerprint"}
     n = sum(s.numel() for s in fam.scores.values())

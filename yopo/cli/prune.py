@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from dataclasses import dataclass
 
 from ..core.calibration import MODES, ROBUST
 from ..core.config import add_dataclass_args, from_args, opt, parse_options
-from ..core.validate import check_sparsity
+from ..core.validate import check_int, check_sparsity
 from ..methods.yopo.saliency import YopoConfig
 from ..models import INITS
 
@@ -57,12 +58,26 @@ def layer_table(cal, file=None) -> None:
 
 def run(args) -> int:
     from ..core.family import Family, save_mask
-    from ..core.layers import prunable_layers
+    from ..core.layers import prunable_report
     from ..core.registry import get_method, score, scoring_batch_size, with_target
     from ..models import build, input_kwargs
 
+    from ..core.io import check_out_file
+    from . import check_device
+
     a = from_args(PruneArgs, args)
-    check_sparsity(a.sparsity)  # fail before scoring, not after
+    # fail before scoring, not after, and before anything is written
+    check_sparsity(a.sparsity)
+    check_int("--num-classes", a.num_classes, 1)
+    check_int("--min-keep", a.min_keep, 0)
+    check_int("--col-keep", a.col_keep, 0)
+    check_int("--seed", a.seed, 0)
+    check_device(a.device)
+    check_out_file(a.out, "--out")
+    if a.mask_out:
+        check_out_file(a.mask_out, "--mask-out")
+        if os.path.abspath(a.mask_out) == os.path.abspath(a.out):
+            raise ValueError(f"--mask-out={a.mask_out!r} is the same file as --out; give two names")
     method = get_method(a.method)
     if a.method == "yopo":
         if a.method_opt:
@@ -84,7 +99,10 @@ def run(args) -> int:
     model = build(a.model, a.num_classes, init=a.weight_init, seed=a.seed,
                   **(input_kwargs(a.model, d.input_shape) if data is not None else {}))
     scores = score(model, a.method, seed=a.seed, device=a.device, data=data, exclude=a.exclude, **opts)
-    layers = prunable_layers(model, exclude=a.exclude)
+    report = prunable_report(model, exclude=a.exclude)
+    layers = list(report.layers)
+    for line in report.lines():  # what the one prunable-layer rule left out, and why
+        print(line)
     fam = Family.from_scores(scores, layers, method=a.method, settings=opts, seed=a.seed, model_name=a.model)
     fam.meta.update(num_classes=a.num_classes, exclude=list(a.exclude), weight_init=a.weight_init,
                     dataset=a.dataset)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass
 
 from ..core.calibration import MODES
@@ -42,8 +43,26 @@ def add_parser(sub, name):
 def run(args) -> int:
     from ..experiment.train import run as train_run
 
+    from ..core.io import check_out_dir
+    from ..core.validate import check_int, check_sparsity
+    from . import check_device
+
     a = from_args(PruneTrainArgs, args)
     cfg = from_args(TrainConfig, args)
+    # settings that would fail late (after loading data, or with a traceback) fail here, in one line
+    if a.method not in ("dense", "none"):
+        check_sparsity(a.sparsity, "--sparsity")
+    for flag, value, low in (("--num-classes", cfg.num_classes, 1), ("--seed", cfg.seed, 0),
+                             ("--subset-seed", cfg.subset_seed, 0), ("--test-subset", cfg.test_subset, 1),
+                             ("--image-size", cfg.image_size, 1), ("--workers", cfg.workers, 0),
+                             ("--min-keep", cfg.min_keep, 0)):
+        if value is not None:
+            check_int(flag, value, low)
+    check_device(cfg.device)
+    if a.out is not None:
+        check_out_dir(a.out, "--out")
+    if a.mask is not None and not os.path.isfile(a.mask):
+        raise FileNotFoundError(f"--mask={a.mask!r}: no such file")
     opts = {}
     if a.method_opt and (a.mask is not None or a.method in ("yopo", "dense", "none")):
         raise ValueError("--method-opt is for non-YOPO scoring methods (YOPO options are --yopo-* flags; "

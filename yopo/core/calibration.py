@@ -35,7 +35,7 @@ import torch
 
 from . import allocation as alloc
 from .config import opt, validate_fields
-from .layers import flat
+from .layers import from_rows, to_rows
 from .ranking import RANKINGS, select
 from .selection import (count_true, keep_best_along, n_keep, robust_stats, safe_scale, threshold_stats,
                         topk_mask, topk_mask_cut)
@@ -295,7 +295,10 @@ def mort(scores: dict[str, torch.Tensor], sparsity, settings: CalibrationSetting
         raise ValueError(f"budget_scores were given but allocation={s.allocation!r} does not use them; "
                          f"use allocation='from:<method>'")
 
-    S2 = {n: flat(scores[n].detach()).float() for n in names}
+    # rows = output features: a weight stored (in, out) (HF Conv1D, see yopo.core.layers) is
+    # calibrated as its transpose (min_keep per output row, ties in that row-major order)
+    transposed = getattr(scores, "transposed", frozenset())
+    S2 = {n: to_rows(scores[n].detach(), n in transposed).float() for n in names}
     sizes = [S2[n].numel() for n in names]
     total = sum(sizes)
     forced = {n: _forced(S2[n], s.min_keep, s.col_keep) for n in names}
@@ -351,10 +354,11 @@ def mort(scores: dict[str, torch.Tensor], sparsity, settings: CalibrationSetting
         if n in excluded:
             masks[n] = torch.ones(scores[n].shape, dtype=torch.bool, device=scores[n].device)
         else:
-            masks[n] = cal.masks[n].reshape(scores[n].shape)
+            masks[n] = from_rows(cal.masks[n], tuple(scores[n].shape), n in transposed)
     cal.masks = masks
     cal.kept = sum(count_true(masks[n]) for n in names)
-    cal.layers = {n: _report(masks[n], count_true(forced[n]) if n in forced else 0, n in excluded) for n in names_all}
+    cal.layers = {n: _report(to_rows(masks[n], n in transposed), count_true(forced[n]) if n in forced else 0,
+                             n in excluded) for n in names_all}
     _warn_collapse(cal, s)
     return cal
 

@@ -82,8 +82,10 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, *, skip=(), prefix:
                                 help=help_)
         elif t.startswith("tuple[") or t.startswith("list["):
             inner = t[t.index("[") + 1 :].split(",")[0].rstrip("]")
+            # repeatable: "--set a=1 --set b=2" keeps both (the plain "store" would keep only b=2)
+            many = dict(action="extend", default=list(default)) if not default else dict(default=default)
             target.add_argument(flag, dest=dest, nargs="*", type={"int": int, "float": float}.get(inner, str),
-                                default=default, choices=choices, help=help_ + " (several values allowed)")
+                                choices=choices, help=help_ + " (several values allowed)", **many)
         else:
             base = t.split("|")[0]
             conv = {"int": int, "float": float, "str": str}.get(base, str)

@@ -3,7 +3,9 @@
 FLOPs are forward-pass FLOPs for ONE sample as counted by ``torch.utils.flop_counter`` (one
 multiply-add = 2 FLOPs; convolutions and matrix products only, which dominate). The masked FLOPs
 of a prunable layer are its dense FLOPs times the density of its weight (kept / total); other
-counted ops keep their dense FLOPs.
+counted ops keep their dense FLOPs. The projections of ``nn.MultiheadAttention`` (``in_proj_weight``
+and ``out_proj``) run inside its forward: their FLOPs are the module's weight products split in
+proportion to the weights' sizes (exact for self-attention).
 """
 from __future__ import annotations
 
@@ -60,29 +62,62 @@ def count_params(model: nn.Module, masks: dict[str, torch.Tensor] | None = None)
     return total, total - pruned
 
 
-@torch.no_grad()
-def module_flops(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
-    """Dense forward FLOPs per module name ("" = whole model) for the input ``example``
-    (a batch; divide by its size for per-sample counts). Runs in eval mode, restores the mode."""
+def _op_flops(model: nn.Module, example: torch.Tensor) -> dict[str, dict[str, int]]:
+    """Dense forward FLOPs per module name ("" = whole model) and per aten op, for ``example``.
+    Runs in eval mode, restores the mode."""
     from torch.utils.flop_counter import FlopCounterMode
     was = [(m, m.training) for m in model.modules()]
     model.eval()
     try:
-        with FlopCounterMode(display=False) as fc:
+        # with grad enabled: in eval mode under no_grad, nn.TransformerEncoderLayer and
+        # nn.MultiheadAttention take fused fast paths whose FLOPs the counter does not see
+        with torch.enable_grad(), FlopCounterMode(display=False) as fc:
             model(example)
     finally:
         for m, t in was:
             m.train(t)
-    out = {}
+    out: dict[str, dict[str, int]] = {}
     for key, ops in fc.get_flop_counts().items():
-        total = int(sum(ops.values()))
         if key == "Global":
-            out[""] = total
+            path = ""
         else:  # "<RootClass>.<module path>" or "<RootClass>"
             _, _, path = key.partition(".")
-            if path:
-                out[path] = out.get(path, 0) + total
-    out.setdefault("", 0)
+            if not path:
+                continue
+        acc = out.setdefault(path, {})
+        for op, n in ops.items():
+            acc[str(op)] = acc.get(str(op), 0) + int(n)
+    out.setdefault("", {})
+    return out
+
+
+def module_flops(model: nn.Module, example: torch.Tensor) -> dict[str, int]:
+    """Dense forward FLOPs per module name ("" = whole model) for the input ``example``
+    (a batch; divide by its size for per-sample counts). Runs in eval mode, restores the mode."""
+    return {k: sum(v.values()) for k, v in _op_flops(model, example).items()}
+
+
+# products of a weight with activations; MultiheadAttention runs its projections through these
+# inside its own forward (out_proj is never called as a module), its attention products are bmm/sdpa
+_WEIGHT_OPS = ("aten.mm", "aten.addmm", "aten.linear")
+
+
+def _mha_flops(model: nn.Module, ops: dict[str, dict[str, int]]) -> dict[str, float]:
+    """FLOPs of each projection weight of every ``nn.MultiheadAttention``: the module's
+    weight-activation products split in proportion to the weights' sizes (exact for
+    self-attention, where q, k, v and the output run over the same tokens)."""
+    out: dict[str, float] = {}
+    for name, mod in model.named_modules():
+        if not isinstance(mod, nn.MultiheadAttention):
+            continue
+        proj = {f"{name}.{a}" if name else a: getattr(mod, a)
+                for a in ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+                if isinstance(getattr(mod, a, None), torch.Tensor)}
+        proj[f"{name}.out_proj.weight" if name else "out_proj.weight"] = mod.out_proj.weight
+        total = sum(ops.get(name, {}).get(op, 0) for op in _WEIGHT_OPS)
+        size = sum(w.numel() for w in proj.values())
+        for pname, w in proj.items():
+            out[pname] = total * w.numel() / size
     return out
 
 
@@ -98,13 +133,15 @@ def count(model: nn.Module, example: torch.Tensor | tuple[int, ...], masks: dict
         p = next(model.parameters())
         example = torch.zeros((2, *example), device=p.device, dtype=p.dtype)
     n = example.shape[0]
-    per_module = module_flops(model, example)
+    ops = _op_flops(model, example)
+    per_module = {k: sum(v.values()) for k, v in ops.items()}
+    mha = _mha_flops(model, ops)
     total_flops = per_module[""] / n
     layers, saved = [], 0.0
     for l in prunable_layers(model, exclude=exclude):
         m = masks.get(l.name)
         kept = int(m.sum()) if m is not None else l.numel
-        fl = per_module.get(l.module_name, 0) / n
+        fl = (mha[l.name] if l.name in mha else per_module.get(l.module_name, 0)) / n
         fk = fl * kept / l.numel
         saved += fl - fk
         layers.append(LayerCount(l.name, l.numel, kept, int(round(fl)), fk))

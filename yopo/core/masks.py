@@ -16,7 +16,7 @@ from torch.utils.weak import WeakIdKeyDictionary
 
 from .layers import prunable_layers
 
-MASK_BUFFER = "weight_mask"
+MASK_BUFFER = "weight_mask"  # the mask of ``<attr>`` is the buffer ``<attr>_mask`` (torch prune's name)
 # gradient-hook handles keyed weakly by parameter: a deep copy of a masked model gets fresh
 # parameters (without hooks), and apply_masks on the copy must not find a stale handle
 _HOOKS = WeakIdKeyDictionary()
@@ -52,40 +52,47 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
     check_masks(model, masks)
     for name, m in masks.items():
         module, attr = _module_and_attr(model, name)
-        if attr != "weight":
-            raise ValueError(f"only '.weight' parameters are maskable; got {name!r}")
-        w = module.weight
+        w = getattr(module, attr)  # "weight", or e.g. MultiheadAttention's "in_proj_weight"
+        buf = attr + "_mask"
         mask = m.to(device=w.device, dtype=torch.bool)
         w.mul_(mask)
-        if MASK_BUFFER in module._buffers:
-            module._buffers[MASK_BUFFER] = mask
+        if buf in module._buffers:
+            module._buffers[buf] = mask
         else:
-            module.register_buffer(MASK_BUFFER, mask)
+            module.register_buffer(buf, mask)
         old = _HOOKS.pop(w, None)
         if old is not None:
             old.remove()
         # read the buffer at call time so .to(device) / load_state_dict updates are honoured
-        _HOOKS[w] = w.register_hook(lambda g, mod=module: g * mod._buffers[MASK_BUFFER].to(g.dtype))
+        _HOOKS[w] = w.register_hook(lambda g, mod=module, b=buf: g * mod._buffers[b].to(g.dtype))
     return model
 
 
 def masked_modules(model: nn.Module):
-    """(parameter name, module) for every module carrying a yopo mask."""
+    """(parameter name, module) for every weight carrying a yopo mask (buffer ``<attr>_mask``
+    beside the parameter ``<attr>``; torch prune's ``<attr>_orig`` reparametrizations excluded)."""
     for module_name, module in model.named_modules():
-        if isinstance(module._buffers.get(MASK_BUFFER), torch.Tensor) and not hasattr(module, "weight_orig"):
-            yield (f"{module_name}.weight" if module_name else "weight"), module
+        for buf, value in list(module._buffers.items()):
+            attr = buf[: -len("_mask")]
+            if (buf.endswith("_mask") and isinstance(value, torch.Tensor) and attr in module._parameters
+                    and not hasattr(module, attr + "_orig")):
+                yield (f"{module_name}.{attr}" if module_name else attr), module
+
+
+def _attr(name: str) -> str:
+    return name.rpartition(".")[2]
 
 
 def get_masks(model: nn.Module) -> dict[str, torch.Tensor]:
     """The masks currently applied to ``model`` (bool, keyed by parameter name)."""
-    return {name: mod._buffers[MASK_BUFFER].bool() for name, mod in masked_modules(model)}
+    return {name: mod._buffers[_attr(name) + "_mask"].bool() for name, mod in masked_modules(model)}
 
 
 @torch.no_grad()
 def reapply(model: nn.Module) -> None:
     """Multiply every masked weight by its mask again (cheap; used after optimizer steps)."""
-    for _, module in masked_modules(model):
-        module.weight.mul_(module._buffers[MASK_BUFFER])
+    for name, module in masked_modules(model):
+        getattr(module, _attr(name)).mul_(module._buffers[_attr(name) + "_mask"])
 
 
 def enforce_after_step(optimizer: torch.optim.Optimizer, model: nn.Module):
@@ -95,18 +102,19 @@ def enforce_after_step(optimizer: torch.optim.Optimizer, model: nn.Module):
 
 def remove_masks(model: nn.Module) -> nn.Module:
     """Bake: drop mask buffers and hooks, leaving plain (zeroed) weights."""
-    for _, module in list(masked_modules(model)):
-        handle = _HOOKS.pop(module.weight, None)
+    for name, module in list(masked_modules(model)):
+        handle = _HOOKS.pop(getattr(module, _attr(name)), None)
         if handle is not None:
             handle.remove()
-        del module._buffers[MASK_BUFFER]
+        del module._buffers[_attr(name) + "_mask"]
     return model
 
 
 def assert_pruned_zero(model: nn.Module) -> None:
     """Raise ``RuntimeError`` naming the first layer where a pruned weight is not exactly 0."""
     for name, module in masked_modules(model):
-        bad = int((module.weight.detach()[~module._buffers[MASK_BUFFER].bool()] != 0).sum())
+        w, m = getattr(module, _attr(name)), module._buffers[_attr(name) + "_mask"]
+        bad = int((w.detach()[~m.bool()] != 0).sum())
         if bad:
             raise RuntimeError(f"{bad} pruned weights of {name} are nonzero")
 
@@ -116,8 +124,8 @@ def to_torch_prune(model: nn.Module) -> nn.Module:
     masks = get_masks(model)
     remove_masks(model)
     for name, m in masks.items():
-        module, _ = _module_and_attr(model, name)
-        prune.custom_from_mask(module, "weight", m)
+        module, attr = _module_and_attr(model, name)
+        prune.custom_from_mask(module, attr, m)
     return model
 
 
@@ -126,9 +134,11 @@ def from_torch_prune(model: nn.Module) -> dict[str, torch.Tensor]:
     with ``prune.remove`` and apply them as yopo masks. Returns the masks."""
     masks = {}
     for module_name, module in model.named_modules():
-        if hasattr(module, "weight_orig") and isinstance(getattr(module, "weight_mask", None), torch.Tensor):
-            masks[f"{module_name}.weight" if module_name else "weight"] = module.weight_mask.bool().clone()
-            prune.remove(module, "weight")
+        for p in list(module._parameters):
+            attr = p[: -len("_orig")]
+            if p.endswith("_orig") and isinstance(getattr(module, attr + "_mask", None), torch.Tensor):
+                masks[f"{module_name}.{attr}" if module_name else attr] = getattr(module, attr + "_mask").bool().clone()
+                prune.remove(module, attr)
     apply_masks(model, masks)
     return masks
 
@@ -140,7 +150,7 @@ def sparsity(masks_or_model) -> float:
         total = zeros = 0
         for layer in prunable_layers(model):
             module = model.get_submodule(layer.module_name) if layer.module_name else model
-            w = module.weight.detach()
+            w = getattr(module, layer.attr).detach()  # the effective weight (torch prune: orig * mask)
             total += w.numel()
             zeros += int((w == 0).sum())
         return zeros / total

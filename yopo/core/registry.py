@@ -16,7 +16,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .layers import PrunableLayer, get_weight, prunable_layers
+from .layers import LayerScores, PrunableLayer, get_weight, prunable_layers
 from .validate import check_choice, check_int
 
 
@@ -129,7 +129,8 @@ def score(model: nn.Module, method: str = "yopo", *, seed: int = 0, device=None,
     """Saliency of every prunable weight of ``model`` by ``method``.
 
     Returns {parameter name: float32 tensor of the weight's shape} on the scoring device
-    (``device`` or the model's). ``opts`` are the method's options (see ``yopo methods``).
+    (``device`` or the model's), as a :class:`yopo.core.layers.LayerScores` (a dict that also
+    names the weights stored (in, out), for calibration). ``opts`` are the method's options (see ``yopo methods``).
     """
     m = get_method(method)
     cfg = make_config(m, opts)
@@ -153,7 +154,7 @@ def score(model: nn.Module, method: str = "yopo", *, seed: int = 0, device=None,
         where = _unchanged(model, snap)
         if where is not None:  # a bug in the method, not the caller's fault
             raise RuntimeError(f"method {method!r} changed the caller's model ({where}); register it mutates=True")
-    out = {}
+    out = LayerScores(transposed=[l.name for l in layers if l.transposed])
     for l in layers:
         s = scores[l.name].detach().float()
         if tuple(s.shape) != l.shape:

@@ -11,7 +11,7 @@ from ..core.registry import register
 from ..core.validate import check_float, check_int
 from .support.batches import get_batch
 from .support.checks import check_bool
-from .support.gradients import loss, prepare, seeded
+from .support.gradients import double_backward_attention, loss, prepare, seeded
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ def grasp(model, ctx, cfg: GraspConfig):
     batch. Unlike the official code, Linear layers are not re-initialized before scoring (the
     caller's initialization is what gets scored, as for every other method).
     """
-    with seeded(ctx.seed):
+    with seeded(ctx.seed), double_backward_attention():
         weights = prepare(model, ctx, cfg.train_mode)
         params = list(weights.values())
         x, y = get_batch(ctx.data, cfg.batch_size, ctx.device)

@@ -16,9 +16,10 @@ from .support.structure import kernel_mask_scores, kernel_view, node_map, rank_p
 def _kernel_norms(model, ctx) -> list[np.ndarray]:
     """|W| summed over each kernel: (o, i) float64 arrays (the edge weights)."""
     out = []
-    for name, w in ctx.weights(model).items():
-        a = w.detach().abs().double().cpu()
-        out.append(a.reshape(a.shape[0], a.shape[1], -1).sum(-1).numpy())
+    for l, w in zip(ctx.layers, ctx.weights(model).values()):
+        o, i, _ = kernel_view(l)
+        a = l.to_rows(w.detach()).abs().double().cpu()
+        out.append(a.reshape(o, i, -1).sum(-1).numpy())
     return out
 
 

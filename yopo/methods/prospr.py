@@ -14,7 +14,7 @@ from ..core.registry import register
 from ..core.validate import check_float, check_int
 from .support.batches import get_batches
 from .support.checks import check_bool
-from .support.gradients import seeded
+from .support.gradients import double_backward_attention, seeded
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def prospr(model, ctx, cfg: ProsprConfig):
     SGD steps (all trainable parameters are updated, the graph is kept through the updates);
     with ``steps=0`` this is SNIP. Non-negative. BatchNorm running statistics of the copy change
     during the inner steps (train mode); the caller's model does not."""
-    with seeded(ctx.seed):
+    with seeded(ctx.seed), double_backward_attention():
         model.to(ctx.device)
         model.train(cfg.train_mode)
         names = [l.name for l in ctx.layers]
@@ -66,7 +66,9 @@ def prospr(model, ctx, cfg: ProsprConfig):
         for t in range(cfg.steps):
             x, y = batches[0 if cfg.same_batch else t]
             loss = F.cross_entropy(functional_call(model, {**w, **buffers}, (x,)), y)
-            grads = torch.autograd.grad(loss, list(w.values()), create_graph=True)
+            # parameters the forward does not use (e.g. an embedding bypassed by inputs_embeds) get 0
+            grads = torch.autograd.grad(loss, list(w.values()), create_graph=True, allow_unused=True,
+                                        materialize_grads=True)
             new = {}
             for (k, v), g in zip(w.items(), grads):
                 vel[k] = cfg.momentum * vel[k] + g

@@ -15,5 +15,7 @@ def random(model, ctx, cfg):
     out = {}
     for l in ctx.layers:
         g = torch.Generator().manual_seed(layer_seed(ctx.seed, l.name))
-        out[l.name] = torch.rand(l.shape, generator=g).to(ctx.device)
+        # drawn row-major over (output features, fan-in): the same numbers as rand(shape) for every
+        # layer but an HF Conv1D, which gets those of the nn.Linear computing the same function
+        out[l.name] = l.from_rows(torch.rand(l.rows, l.cols, generator=g)).to(ctx.device)
     return out

@@ -16,7 +16,6 @@ import torch.distributed as dist
 from ...core.calibration import calibrate
 from ...core.family import Family, check_fingerprint, load_mask, save_mask
 from ...core.io import write_json
-from ...core.layers import prunable_layers
 from ...core.masks import apply_masks, get_masks
 from ...core.registry import get_method, score, scoring_batch_size, with_target
 from ...core.validate import check_sparsity
@@ -61,16 +60,13 @@ def setup_distributed() -> tuple[int, int, int]:
     return 0, 1, 0
 
 
-def _layer_spec(model, names) -> dict:
-    have = {l.name: list(l.shape) for l in prunable_layers(model)}
-    return {"layers": [[n, have.get(n)] for n in names]}
-
-
 def resolve_masks(masks, model, *, sparsity: float, mode: str = "global", robust: str = "mad",
-                  min_keep: int = 1, model_name: str | None = None) -> tuple[dict, dict]:
+                  min_keep: int = 1, model_name: str | None = None, allow_dense=()) -> tuple[dict, dict]:
     """Masks for ``model`` from a dict, a :class:`yopo.Family`, or a file (a family artifact from
     ``yopo prune``, calibrated at ``sparsity``/``mode``, or a bit-packed mask file). Returns
-    (masks, provenance). A mask for another architecture raises a one-line ``ValueError``."""
+    (masks, provenance). The masks must cover exactly the prunable layers of ``model`` (same
+    shapes), except the layers matched by the glob patterns ``allow_dense`` (left dense; ``yopo
+    train`` passes ``--exclude``); anything else raises a one-line ``ValueError``."""
     info: dict = {}
     what = "masks"
     if isinstance(masks, (str, os.PathLike)):
@@ -95,7 +91,7 @@ def resolve_masks(masks, model, *, sparsity: float, mode: str = "global", robust
     if isinstance(masks, Family):
         fam = masks
         try:
-            fam.check(model)
+            fam.check(model, allow_dense=allow_dense)
         except ValueError as e:
             raise ValueError(f"{what} was made for model {fam.meta.get('model')!r} and does not fit "
                              f"{model_name or type(model).__name__}: {e}") from None
@@ -106,7 +102,7 @@ def resolve_masks(masks, model, *, sparsity: float, mode: str = "global", robust
         raise TypeError(f"masks must be a dict, a Family or a file path; got {type(masks).__name__}")
     expected = {"layers": [[n, list(m.shape)] for n, m in masks.items()]}
     try:
-        check_fingerprint(expected, model)
+        check_fingerprint(expected, model, allow_dense=allow_dense, what="mask")
     except ValueError as e:
         src = info.get("mask_meta", {}).get("model")
         raise ValueError(f"{what}{f' (made for model {src!r})' if src else ''} does not fit "
@@ -155,6 +151,8 @@ def run(cfg: TrainConfig, *, method: str | None = "yopo", sparsity: float = 0.9,
                      augment=cfg.augment, device=device, rank=rank, world=world,
                      cache_dir=cfg.cache_dir, workers=cfg.workers, image_size=cfg.image_size)
     cfg = cfg.resolved(data.num_classes)
+    if cfg.num_classes < data.num_classes:  # labels past the classifier would fail mid-training
+        raise ValueError(f"num_classes={cfg.num_classes} but dataset {cfg.dataset!r} has {data.num_classes} classes")
     model = build(cfg.model, cfg.num_classes, init=cfg.init, seed=cfg.seed,
                   **input_kwargs(cfg.model, data.input_shape)).to(device)
     out = Path(out_dir) if out_dir is not None else None
@@ -169,13 +167,13 @@ def run(cfg: TrainConfig, *, method: str | None = "yopo", sparsity: float = 0.9,
                              f"settings or use another --out")
         # the masks travel in the checkpoint (weight_mask buffers): no rescoring
         state = load_checkpoint(ckpt, map_location="cpu")["model"]
-        m = {k[: -len("_mask")]: v for k, v in state.items() if k.endswith(".weight_mask")}
+        m = {k[: -len("_mask")]: v for k, v in state.items() if k.endswith("_mask") and k[: -len("_mask")] in state}
         if m:
             apply_masks(model, m)
         label = "checkpoint"
     elif masks is not None:
         m, provenance = resolve_masks(masks, model, sparsity=sparsity, mode=mode, robust=cfg.robust,
-                                      min_keep=cfg.min_keep, model_name=cfg.model)
+                                      min_keep=cfg.min_keep, model_name=cfg.model, allow_dense=cfg.exclude)
         apply_masks(model, m)
         label = "mask"
     elif method in DENSE:

@@ -32,6 +32,20 @@ def seeded(seed: int):
         yield
 
 
+@contextlib.contextmanager
+def double_backward_attention():
+    """Scaled-dot-product attention through its math kernel: the fused CPU/GPU kernels (used by
+    ``nn.MultiheadAttention`` and transformers) have no double backward, which GraSP's
+    Hessian-gradient product and ProsPr's meta-gradient need. Same values, slower."""
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+    except ImportError:  # torch < 2.3: no kernel selection (nor fused CPU attention)
+        yield
+        return
+    with sdpa_kernel(SDPBackend.MATH):
+        yield
+
+
 def prepare(model: nn.Module, ctx, train_mode: bool) -> dict[str, torch.Tensor]:
     """Move the (copied) model to the scoring device, set the mode, and make only the prunable
     weights require gradients. Returns {name: weight parameter}."""

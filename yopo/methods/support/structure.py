@@ -48,10 +48,20 @@ log = logging.getLogger("yopo.methods")
 
 
 def kernel_view(layer: PrunableLayer) -> tuple[int, int, int]:
-    """(out, in, kernel size) of a prunable layer; a Linear layer has kernel size 1. Expander and
-    graph methods treat channels as nodes and whole kernels as edges (kernel granularity)."""
-    o, i = layer.shape[0], layer.shape[1]
+    """(out, in, kernel size) of a prunable layer; a Linear layer has kernel size 1 (an HF Conv1D,
+    stored (in, out), too: out is its dim 1). Expander and graph methods treat channels as nodes
+    and whole kernels as edges (kernel granularity)."""
+    o = layer.rows
+    i = layer.shape[0] if layer.transposed else layer.shape[1]
     return o, i, layer.numel // (o * i)
+
+
+def kernels_to_weight(layer: PrunableLayer, t: torch.Tensor) -> torch.Tensor:
+    """An (out, in) per-kernel tensor -> the weight's own shape (kernels expanded, Conv1D transposed)."""
+    if layer.transposed:
+        return t.t().contiguous()
+    o, i = t.shape
+    return t.reshape(o, i, *([1] * (len(layer.shape) - 2))).expand(layer.shape).clone()
 
 
 def node_map(n_from: int, n_to: int) -> torch.Tensor:
@@ -86,19 +96,14 @@ def kernel_budget(layers, sparsity: float, per_row: bool) -> list[int]:
     return apportion(ideal, unit, lows, highs, target)
 
 
-def expand_kernels(kmask: torch.Tensor, shape) -> torch.Tensor:
-    """(o, i) kernel mask -> mask of the weight's shape."""
-    o, i = kmask.shape
-    return kmask.reshape(o, i, *([1] * (len(shape) - 2))).expand(shape).clone()
-
-
 def expander_scores(ctx, kmasks: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
     masks, ties = {}, {}
     for l in ctx.layers:
         g = torch.Generator().manual_seed(layer_seed(ctx.seed + 1, l.name))
-        r = torch.rand(l.shape[0], l.shape[1], generator=g)
-        masks[l.name] = expand_kernels(kmasks[l.name], l.shape)
-        ties[l.name] = expand_kernels(r, l.shape)
+        o, i, _ = kernel_view(l)
+        r = torch.rand(o, i, generator=g)
+        masks[l.name] = kernels_to_weight(l, kmasks[l.name])
+        ties[l.name] = kernels_to_weight(l, r)
     kept = sum(int(m.sum()) for m in masks.values())
     total = sum(m.numel() for m in masks.values())
     log.info("%s: achieved sparsity %.6f", name, 1.0 - kept / total)
@@ -111,10 +116,8 @@ def kernel_mask_scores(ctx, kmasks: list[np.ndarray], prefs: list[np.ndarray], n
     """Kernel masks + per-kernel tiebreak in [0, 1) -> encoded scores of the weights' shapes."""
     masks, ties = {}, {}
     for l, km, pr in zip(ctx.layers, kmasks, prefs):
-        o, i, _ = kernel_view(l)
-        view = (o, i) + (1,) * (len(l.shape) - 2)
-        masks[l.name] = torch.from_numpy(km).reshape(view).expand(l.shape).clone()
-        ties[l.name] = torch.from_numpy(pr).float().reshape(view).expand(l.shape).clone()
+        masks[l.name] = kernels_to_weight(l, torch.from_numpy(km))
+        ties[l.name] = kernels_to_weight(l, torch.from_numpy(pr).float())
     kept = sum(int(m.sum()) for m in masks.values())
     total = sum(m.numel() for m in masks.values())
     log.info("%s: achieved sparsity %.6f", name, 1.0 - kept / total)

@@ -11,4 +11,8 @@ __all__ = ["YopoConfig", "yopo_saliency"]
 
 @register("yopo", config=YopoConfig, description="YOPO: |  |W| - VH | from a rank-r NMF of |W| (data-free)")
 def yopo(model, ctx, cfg: YopoConfig):
-    return yopo_saliency(ctx.weights(model), cfg, seed=ctx.seed, device=ctx.device)
+    # factor each weight as its (output features, fan-in) matrix (an HF Conv1D is stored (in, out))
+    layers = {l.name: l for l in ctx.layers}
+    mats = {n: layers[n].to_rows(w) for n, w in ctx.weights(model).items()}
+    S = yopo_saliency(mats, cfg, seed=ctx.seed, device=ctx.device)
+    return {n: layers[n].from_rows(s) for n, s in S.items()}
