@@ -357,7 +357,7 @@ def mort(scores: dict[str, torch.Tensor], sparsity, settings: CalibrationSetting
             masks[n] = from_rows(cal.masks[n], tuple(scores[n].shape), n in transposed)
     cal.masks = masks
     cal.kept = sum(count_true(masks[n]) for n in names)
-    cal.layers = {n: _report(to_rows(masks[n], n in transposed), count_true(forced[n]) if n in forced else 0,
+    cal.layers = {n: _report(masks[n].t() if n in transposed else masks[n], count_true(forced[n]) if n in forced else 0,
                              n in excluded) for n in names_all}
     _warn_collapse(cal, s)
     return cal
