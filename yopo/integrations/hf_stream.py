@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..methods.yopo.saliency import YopoConfig, layer_seed, yopo_saliency
+from ..methods.yopo.saliency import RENAMED, YopoConfig, layer_seed, yopo_saliency
 
 PRESETS = {
     "tiny-gpt2": dict(family="gpt2", n_layer=2, n_embd=64, n_head=4, vocab_size=512, n_positions=128),
@@ -139,7 +139,6 @@ def stream_saliency(config, cfg: YopoConfig, out_dir, *, seed: int = 0, score_dt
     most one shard of work. A folder holding a run with other settings is refused."""
     if score_dtype not in SCORE_DTYPES:
         raise ValueError(f"score_dtype={score_dtype!r} is not allowed; choose one of {sorted(SCORE_DTYPES)}")
-    cfg.validate()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     specs = linear_specs(config, include_lm_head=include_lm_head)
@@ -156,6 +155,8 @@ def stream_saliency(config, cfg: YopoConfig, out_dir, *, seed: int = 0, score_dt
     progress = out_dir / "progress.json"
     if progress.is_file():
         prog = json.loads(progress.read_text())
+        if isinstance(prog["key"].get("settings"), dict):  # folders written before the YopoConfig renames
+            prog["key"]["settings"] = {RENAMED.get(k, k): v for k, v in prog["key"]["settings"].items()}
         if prog["key"] != key:
             raise ValueError(f"{out_dir} holds a streamed run with other settings; use another output folder")
         if resume:
