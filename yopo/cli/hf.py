@@ -42,7 +42,7 @@ def run(args) -> int:
     from ..integrations.hf_stream import hf_config, peak_rss_mb, stream_calibrate, stream_saliency
 
     a = from_args(HfArgs, args)
-    cfg = from_args(YopoConfig, args).validate()
+    cfg = from_args(YopoConfig, args)
     if a.sparsity is not None:  # fail now, not after a long scoring pass
         check_sparsity(a.sparsity)
     check_int("min_keep", a.min_keep, 0)

@@ -13,6 +13,7 @@ class InspectArgs:
     file: str = opt(MISSING, "family artifact (.safetensors from `yopo prune`)", positional=True)
     sparsity: float | None = opt(None, "derive and describe the mask at this sparsity (no rescoring)",
                                  check=sparsity_rule)
+    mask_out: str | None = opt(None, "with --sparsity: also write that mask, bit-packed (for `yopo train --mask`)")
 
     def __post_init__(self):
         validate_fields(self)
@@ -38,8 +39,18 @@ def run(args) -> int:
     n = sum(s.numel() for s in fam.scores.values())
     print(json.dumps(meta, indent=2, sort_keys=True))
     print(f"{len(fam.scores)} prunable layers, {n} weights, fingerprint {fam.meta['fingerprint']['hash']}")
-    if a.sparsity is not None:
-        layer_table(fam.calibrate(a.sparsity, calibration_from(args, base=fam.calibration_settings)))
-    elif calibration_flags(args):
-        raise ValueError(f"{', '.join(calibration_flags(args))} act on a mask: pass --sparsity too")
+    if a.sparsity is None:
+        given = calibration_flags(args) + (["--mask-out"] if a.mask_out else [])
+        if given:
+            raise ValueError(f"{', '.join(given)} act on a mask: pass --sparsity too")
+        return 0
+    settings = calibration_from(args, base=fam.calibration_settings)
+    cal = fam.calibrate(a.sparsity, settings)
+    layer_table(cal)
+    if a.mask_out:
+        from ..core.family import save_mask
+
+        save_mask(a.mask_out, cal.masks, {"family": a.file, "sparsity": a.sparsity, "calibration": settings.to_dict(),
+                                          "model": fam.meta.get("model"), "seed": fam.meta.get("seed")})
+        print(f"wrote {a.mask_out}")
     return 0

@@ -97,7 +97,7 @@ def run(args) -> int:
     cal = fam.calibrate(a.sparsity)  # with the settings just stored in the family
     fam.save(a.out)
     try:
-        with_connectivity(cal, model, shape or input_shape_of(model))
+        with_connectivity(cal, model, shape or _natural_input_shape(a.model) or input_shape_of(model))
     except RuntimeError as e:  # the model does not run on a guessed input shape
         cal.warnings.append(f"effective sparsity not computed: {str(e).splitlines()[0]} (pass --dataset for the "
                             f"model's input shape)")
@@ -108,3 +108,12 @@ def run(args) -> int:
                                           "model": a.model, "seed": a.seed})
         print(f"wrote {a.mask_out}")
     return 0
+
+
+def _natural_input_shape(model: str):
+    """The input shape of the dataset ``model`` is the default model of (cnn_digits: digits'
+    1x8x8), for the effective sparsity when no --dataset is given; None if there is none."""
+    from ..experiment.data import INPUT_SHAPES
+    from ..experiment.train.config import DEFAULT_MODEL
+
+    return next((tuple(INPUT_SHAPES[d]) for d, m in DEFAULT_MODEL.items() if m == model and d in INPUT_SHAPES), None)

@@ -44,15 +44,16 @@ allocation global, ``yopo-L`` = yopo with allocation uniform (the paper's local 
 random with allocation uniform (within-layer random); any other registered name = that method. A
 suffix ``-std`` selects mean/STD thresholds (e.g. ``yopo-G-std``).
 
-Every calibration setting and YOPO option is part of the run id (as its difference from
-``spec.IDENTITY_BASE``, the defaults when ids were introduced, so old sweeps keep their ids and a
-changed default never gives an old id a new meaning) and is recorded in the run's ``settings``;
-the masks are built from exactly those recorded settings (``families.run_masks``). Changed in this
-version: ``[train]`` no longer takes ``exclude``/``robust``/``min_keep`` (they were hashed but not
-used; they belong to ``[calibration]``) nor ``init`` (now ``weight_init``), and the YOPO options
-``init``/``solver``/``threads`` are ``nmf_init``/``nmf_solver``/``nmf_threads``: runs that used them
-get new ids, and their old records are read-only history. Families are cached under a new key
-(``weight_init``) and are recomputed once.
+Every calibration setting and YOPO option is part of the run id and is recorded in the run's
+``settings``; the masks are built from exactly those recorded settings (``families.run_masks``).
+A run id hashes each setting as its difference from ``spec.IDENTITY_BASE`` (the defaults when ids
+were introduced) and renamed keys under their old names (``spec.OLD_NAMES``), so the runs of
+existing sweep databases keep their ids (checked on the shipped benchmark database), and a changed
+default never gives an old id a new meaning. Changed in this version: ``[train]`` no longer takes
+``exclude``/``robust``/``min_keep`` (they were hashed but never used: such runs had masks made with
+the defaults; the keys belong to ``[calibration]`` now and a ``[train]`` holding them is an error
+that says so), ``init`` is ``weight_init``, and the YOPO options ``init``/``solver``/``threads`` are
+``nmf_init``/``nmf_solver``/``nmf_threads`` (an old name is an error naming the new one).
 
 A runner is ``fn(settings: dict, masks: dict) -> dict`` with at least ``test_acc``, in **percent**
 (0-100: the unit of every accuracy in yopo, in ``result.json``, the store and the reports).

@@ -129,23 +129,27 @@ def run_masks(run: Run, folder) -> tuple[dict, dict]:
     from ...core.calibration import Calibration, CalibrationSettings, mort
     from ...core.config import from_mapping
     from ..sanity import variant_masks
-    from ..train.diagnostics import calibration_record, warnings_once_per_run, with_connectivity
+    from ..train.diagnostics import calibration_record, recorded_warnings, show_warnings, with_connectivity
 
     ident = run.identity
     settings = from_mapping(CalibrationSettings, run.settings["calibration"], what=f"run {run.id} calibration")
     fam = load_family(family_path(folder, run.family_key))
     budget = fam.budget_for(settings)
     t0 = time.perf_counter()
-    made = []
+    made = []  # (Calibration, its warnings)
 
     def calibrate(scores):
-        cal = mort(scores, ident["sparsity"], settings, budget_scores=budget)
-        made.append(cal)
+        with recorded_warnings() as caught:
+            cal = mort(scores, ident["sparsity"], settings, budget_scores=budget)
+        made.append((cal, caught))
         return cal
 
-    with warnings_once_per_run():
-        masks, offset, info = variant_masks(ident["variant"], calibrate, fam.scores, seed=ident["seed"])
-    cal = next((c for c in made if c.masks is masks), None)
+    masks, offset, info = variant_masks(ident["variant"], calibrate, fam.scores, seed=ident["seed"])
+    # the warnings of the calibration whose mask the run uses (the invert variant also calibrates
+    # the plain scores, only to compare), shown once per run
+    used = next(((c, w) for c, w in made if c.masks is masks), made[-1])
+    show_warnings(used[1])
+    cal = used[0] if used[0].masks is masks else None
     tgt_fam = fam
     if run.target_family_key is not None:
         tgt_fam = load_family(family_path(folder, run.target_family_key))
@@ -153,7 +157,7 @@ def run_masks(run: Run, folder) -> tuple[dict, dict]:
         info["transfer_fallback_layers"] = fb
         cal = None
     if cal is None:  # shuffled or transferred masks: describe them, keep the calibration's settings / warnings
-        src = made[-1]
+        src = used[0]
         cal = Calibration.from_masks(masks, {n for n, r in src.layers.items() if r.excluded})
         cal.settings, cal.warnings = src.settings, list(src.warnings)
     info["calib_time_s"] = time.perf_counter() - t0

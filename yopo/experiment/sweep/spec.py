@@ -45,8 +45,20 @@ IDENTITY_BASE = {
 }
 
 
+#: options and keys renamed after run ids were introduced are hashed under their old names, so a
+#: renamed spelling is the same run (YopoConfig.RENAMED: init/solver/threads -> nmf_*; [train] and
+#: the family: init -> weight_init)
+OLD_NAMES = {"yopo": {"nmf_init": "init", "nmf_solver": "solver", "nmf_threads": "threads"},
+             "train": {"weight_init": "init"}}
+
+
 def _diff(values: dict, base: dict) -> dict:
     return {k: v for k, v in sorted(values.items()) if k not in base or base[k] != v}
+
+
+def _old_names(d: dict, section: str) -> dict:
+    names = OLD_NAMES[section]
+    return {names.get(k, k): v for k, v in d.items()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -120,7 +132,8 @@ class MethodSpec:
     def identity(self) -> dict:
         """What of this entry goes into a run id (see :data:`IDENTITY_BASE`)."""
         ident = {"label": self.label, "method": self.method, "mode": self.mode, "robust": self.robust,
-                 "opts": _diff(self.options, IDENTITY_BASE["yopo"]) if self.method == "yopo" else self.options}
+                 "opts": _old_names(_diff(self.options, IDENTITY_BASE["yopo"]), "yopo") if self.method == "yopo"
+                 else self.options}
         rest = _diff({k: v for k, v in self.calibration.to_dict().items() if k not in ("allocation", "robust")},
                      IDENTITY_BASE["calibration"])
         if rest:
@@ -397,11 +410,11 @@ def family_key(fam: dict) -> str:
 
 
 def _family_identity(fam: dict) -> dict:
-    ident = dict(fam)
+    ident = _old_names(fam, "train")
     if isinstance(ident.get("train"), dict):
         ident["train"] = {k: v for k, v in ident["train"].items() if k not in NON_IDENTITY}
     if ident.get("method") == "yopo" and isinstance(ident.get("opts"), dict):
-        ident["opts"] = _diff(ident["opts"], IDENTITY_BASE["yopo"])
+        ident["opts"] = _old_names(_diff(ident["opts"], IDENTITY_BASE["yopo"]), "yopo")
     if isinstance(ident.get("budget"), dict):
         ident["budget"] = _family_identity(ident["budget"])
     return ident
@@ -414,7 +427,7 @@ def expand(spec: SweepSpec) -> list[Run]:
     for model in spec.models:
         for dataset in spec.datasets:
             train = _train_settings(spec, dataset)
-            ident_train = {k: v for k, v in sorted(train.items()) if k not in NON_IDENTITY}
+            ident_train = _old_names({k: v for k, v in sorted(train.items()) if k not in NON_IDENTITY}, "train")
             for m in spec.methods:
                 for seed in spec.seeds:
                     for sp in spec.sparsities:

@@ -29,18 +29,29 @@ def with_connectivity(cal, model, input_shape=None):
 
 
 @contextlib.contextmanager
-def warnings_once_per_run():
-    """Show each distinct warning raised inside the block once. Python's default filter shows a
-    warning once per code location *per process*, so in a sweep only the first run with an emptied
-    layer would say so; here every run does (once, even when it calibrates twice, as the ``invert``
-    sanity variant does). The user's filters still apply (``-W error`` raises)."""
+def recorded_warnings():
+    """Collect every warning raised inside the block (shown later by :func:`show_warnings`)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        yield
+        yield caught
+
+
+def show_warnings(caught) -> None:
+    """Show each distinct warning of ``caught`` once, whatever was shown before: Python's default
+    filter shows a warning once per code location *per process*, so in a sweep only the first run
+    with an emptied layer would say so; this way every run does. The user's filters still apply
+    (``-W error`` raises)."""
     seen = set()
     for w in caught:
         key = (w.category, str(w.message))
-        if key in seen:
-            continue
-        seen.add(key)
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, registry={})
+        if key not in seen:
+            seen.add(key)
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, registry={})
+
+
+@contextlib.contextmanager
+def warnings_once_per_run():
+    """The warnings raised inside the block, each shown once (see :func:`show_warnings`)."""
+    with recorded_warnings() as caught:
+        yield
+    show_warnings(caught)
