@@ -197,3 +197,21 @@ def test_old_family_files_read_with_the_new_names(tmp_path):
     assert {"nmf_init", "nmf_solver", "nmf_threads"} <= set(fam.meta["settings"])
     assert fam.calibration_settings == CalibrationSettings()  # no stored settings: the defaults
     assert fam.calibrate(0.9).sparsity == pytest.approx(0.9, abs=1e-3)
+
+
+def test_example_sweep_configs_are_valid():
+    from pathlib import Path
+
+    from yopo.experiment.sweep import SweepSpec, expand, load_config
+
+    root = Path(__file__).resolve().parents[1] / "examples"
+    for path in sorted(root.glob("*.toml")):
+        spec = SweepSpec.from_dict(load_config(path))
+        assert expand(spec), path.name
+    spec = SweepSpec.from_dict(load_config(root / "sweep_settings.toml"))
+    by = {m.label: m for m in spec.methods}
+    assert by["yopo-paper"].calibration == CalibrationSettings(min_keep=0, exclude=("classifier*",))
+    assert by["yopo-from-synflow"].calibration.budget_method == "synflow"
+    assert by["yopo-hals-rows"].calibration.min_keep == 1 and by["yopo-hals-rows"].options["nmf_solver"] == "hals"
+    run = next(r for r in expand(spec) if r.label == "yopo-from-synflow")
+    assert run.family["budget"]["method"] == "synflow" and run.family["budget"]["sparsity"] == run.identity["sparsity"]

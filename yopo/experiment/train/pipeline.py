@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from ...core.allocation import canonical
 from ...core.calibration import Calibration, CalibrationSettings, excluded_layers, mort, resolve_settings
 from ...core.config import from_mapping
 from ...core.family import Family, check_fingerprint, load_mask, save_mask
@@ -221,8 +222,10 @@ def run(cfg: TrainConfig, *, method: str | None = "yopo", sparsity: float = 0.9,
         if prev is not None:
             was = (prev.get("method"), prev.get("sparsity"))
             now = (method if masks is None else prev.get("method"), sparsity)
-            if recorded is not None:  # the settings this run calibrates (or was calibrated) with
-                was, now = was + (prev.get("calibration"),), now + (recorded.to_dict(),)
+            if recorded is not None and "calibration" in prev:  # the settings it calibrates (or was calibrated) with
+                was, now = was + (prev["calibration"],), now + (recorded.to_dict(),)
+            elif recorded is not None and prev.get("mode") is not None:  # written before CalibrationSettings
+                was, now = was + (canonical(prev["mode"]),), now + (canonical(recorded.allocation),)
             if was != now:
                 raise ValueError(f"--resume in {out}: it holds a run with method={prev.get('method')!r}, "
                                  f"sparsity={prev.get('sparsity')}, calibration={prev.get('calibration')}; resume "
