@@ -25,7 +25,7 @@ def add_parser(sub, name):
                        "with --sparsity, the per-layer mask derived from it (no rescoring). The mask uses the "
                        "calibration settings stored in the family; the calibration flags given here override them.")
     add_dataclass_args(p, InspectArgs)
-    add_calibration_args(p)
+    add_calibration_args(p, base="a flag not given takes the family's stored setting, not the default shown")
     p.set_defaults(run=run)
 
 

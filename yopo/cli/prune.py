@@ -46,12 +46,11 @@ def add_parser(sub, name):
 
 
 def run(args) -> int:
-    from ..core.connectivity import input_shape_of
+    from ..core.connectivity import add_connectivity, input_shape_of
     from ..core.family import Family, save_mask
     from ..core.layers import prunable_layers
     from ..core.registry import get_method, score, scoring_batch_size, with_target
     from ..models import build, input_kwargs
-    from ..experiment.train.diagnostics import with_connectivity
 
     a = from_args(PruneArgs, args)  # validated: a bad value fails before scoring, not after
     cal_settings = calibration_from(args, a.preset)
@@ -97,7 +96,7 @@ def run(args) -> int:
     cal = fam.calibrate(a.sparsity)  # with the settings just stored in the family
     fam.save(a.out)
     try:
-        with_connectivity(cal, model, shape or _natural_input_shape(a.model) or input_shape_of(model))
+        add_connectivity(cal, model, tuple(shape or _natural_input_shape(a.model) or input_shape_of(model)))
     except RuntimeError as e:  # the model does not run on a guessed input shape
         cal.warnings.append(f"effective sparsity not computed: {str(e).splitlines()[0]} (pass --dataset for the "
                             f"model's input shape)")

@@ -17,9 +17,11 @@ PRESET_HELP = ("named bundle of calibration and YOPO settings applied before the
                + "; ".join(f"{k} = {p.description}" for k, p in PRESETS.items()))
 
 
-def add_calibration_args(p) -> None:
+def add_calibration_args(p, base: str = "") -> None:
+    """The calibration flags; ``base`` says what a flag not given falls back to, if not the default."""
     add_dataclass_args(p, CalibrationSettings, explicit_only=True, aliases=CALIBRATION_ALIASES,
-                       group="calibration (how scores become masks; --mode is the paper's name of --allocation)")
+                       group="calibration (how scores become masks; --mode is the paper's name of --allocation"
+                       + (f"; {base}" if base else "") + ")")
 
 
 def add_yopo_args(p) -> None:

@@ -7,10 +7,9 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from collections.abc import Mapping
 
 from ...core.allocation import canonical
 from ...core.calibration import CalibrationSettings
@@ -124,10 +123,10 @@ class MethodSpec:
         values = {**preset_values(preset, "calibration"), **dict(calibration or {}), **short, **entry}
         cal = from_mapping(CalibrationSettings, values, what=f"method {label!r} calibration")
         cal = cal.replace(allocation=canonical(cal.allocation))
-        opts = dict(item.get("opts") or {})
         if not isinstance(item.get("opts") or {}, Mapping):
             raise ValueError(f"method entry {label!r}: opts must be a table of the method's options")
-        return cls(label, method, cal, tuple(sorted(_method_options(label, method, opts, preset).items())), preset)
+        opts = _method_options(label, method, dict(item.get("opts") or {}), preset)
+        return cls(label, method, cal, tuple(sorted(opts.items())), preset)
 
     def identity(self) -> dict:
         """What of this entry goes into a run id (see :data:`IDENTITY_BASE`)."""
