@@ -215,3 +215,26 @@ def test_example_sweep_configs_are_valid():
     assert by["yopo-hals-rows"].calibration.min_keep == 1 and by["yopo-hals-rows"].options["nmf_solver"] == "hals"
     run = next(r for r in expand(spec) if r.label == "yopo-from-synflow")
     assert run.family["budget"]["method"] == "synflow" and run.family["budget"]["sparsity"] == run.identity["sparsity"]
+
+
+def test_run_ids_of_the_shipped_sweep_database_are_stable():
+    """Settings are hashed as their difference from the defaults of the time ids were introduced,
+    renamed options under their old names: the spec stored in the shipped benchmark database
+    (written before CalibrationSettings and the nmf_* renames) expands to the ids it holds."""
+    import sqlite3
+    from pathlib import Path
+
+    from yopo.experiment.sweep import SweepSpec, expand
+
+    db = Path(__file__).resolve().parents[1] / "benchmarks" / "results" / "pai_cifar10" / "results.sqlite"
+    if not db.exists():
+        pytest.skip("no shipped sweep database")
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as c:
+        spec = json.loads(c.execute("SELECT value FROM meta WHERE key = 'spec'").fetchone()[0])
+        ids = {r[0] for r in c.execute("SELECT id FROM runs WHERE status = 'done'")}
+    for m in spec["methods"]:  # the one edit an old config needs (the error names it)
+        if isinstance(m, dict) and "solver" in m.get("opts", {}):
+            m["opts"]["nmf_solver"] = m["opts"].pop("solver")
+    runs = expand(SweepSpec.from_dict(spec))
+    assert any(r.identity["opts"].get("solver") for r in runs)  # the renamed option is in the spec
+    assert {r.id for r in runs} <= ids

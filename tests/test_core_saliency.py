@@ -115,7 +115,8 @@ def test_batched_layers_equal_one_by_one():
 
 
 @pytest.mark.parametrize("kw", [dict(per_channel=True), dict(loss="kl"), dict(loss="is"), dict(nmf_init="nndsvd"),
-                                dict(nmf_init="nndsvda"), dict(normalize="median"), dict(per_channel=True, per_channel_rank=2)])
+                                dict(nmf_init="nndsvda"), dict(normalize="median"),
+                                dict(per_channel=True, per_channel_rank=2)])
 def test_variants_give_finite_nonnegative_scores(tiny, kw):
     s = yopo.score(tiny, "yopo", iters=20, **kw)
     assert all(torch.isfinite(v).all() and (v >= 0).all() for v in s.values())

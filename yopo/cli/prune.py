@@ -103,8 +103,8 @@ def run(args) -> int:
     layer_table(cal)
     print(f"wrote {a.out}")
     if a.mask_out:
-        save_mask(a.mask_out, cal.masks, {"family": a.out, "sparsity": a.sparsity, "calibration": cal_settings.to_dict(),
-                                          "model": a.model, "seed": a.seed})
+        save_mask(a.mask_out, cal.masks, {"family": a.out, "sparsity": a.sparsity,
+                                          "calibration": cal_settings.to_dict(), "model": a.model, "seed": a.seed})
         print(f"wrote {a.mask_out}")
     return 0
 

@@ -167,7 +167,8 @@ def run_masks(run: Run, folder) -> tuple[dict, dict]:
     info["score_time_s"] = fam.meta.get("score_time_s")
     try:
         model = build_model(tgt_fam.meta["model"], tgt_fam.meta.get("num_classes") or 10, info["init_seed"],
-                            run.settings["train"].get("weight_init"), (run.target_family or run.family).get("model_opts"))
+                            run.settings["train"].get("weight_init"),
+                            (run.target_family or run.family).get("model_opts"))
         with_connectivity(cal, model, _input_shape(run))
     except (RuntimeError, ValueError, KeyError) as e:  # a model that does not run on the shape: say so
         cal.warnings.append(f"effective sparsity not computed: {str(e).splitlines()[0]}")

@@ -39,7 +39,8 @@ def train_config(settings: dict):
 
     runner_keys = {f.name for f in dataclasses.fields(RunnerOptions)}
     t = {k: (tuple(v) if isinstance(v, list) else v) for k, v in settings["train"].items() if k not in runner_keys}
-    t.update(model=settings["model"], dataset=settings["dataset"], seed=int(settings.get("init_seed", settings["seed"])))
+    t.update(model=settings["model"], dataset=settings["dataset"],
+             seed=int(settings.get("init_seed", settings["seed"])))
     t.setdefault("progress", False)
     return TrainConfig(**t)
 
