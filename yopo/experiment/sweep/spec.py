@@ -192,7 +192,7 @@ def check_train(table: Mapping, what: str) -> dict:
     axes = sorted(set(table) & set(TRAIN_AXES))
     if axes:
         raise ValueError(f"{what}: {axes} are set by the sweep's axes (models, datasets, seeds), not by [train]")
-    allowed = field_names(TrainConfig) + field_names(RunnerOptions)
+    allowed = [k for k in field_names(TrainConfig) if k not in TRAIN_AXES] + field_names(RunnerOptions)
     unknown = sorted(set(table) - set(allowed))
     if unknown:
         hints = [f"{k} -> {RENAMED[k]}" for k in unknown if k in RENAMED]
