@@ -54,7 +54,7 @@ def build_config(args) -> dict:
         # each run for the passes over W at which it first reaches MU-200's objective on ResNet-20
         # (benchmarks/solvers.py: amu 20, hals 10), i.e. as used for speed
         methods = list(methods) + [{"label": f"yopo-G-{s}", "method": "yopo", "mode": "global",
-                                    "opts": {"solver": s, "iters": n}} for s, n in SOLVER_PASSES.items()]
+                                    "opts": {"nmf_solver": s, "iters": n}} for s, n in SOLVER_PASSES.items()]
     return {"name": "pai_cifar10" + ("_quick" if quick else ""), "out": str(args.out), "models": ["resnet20"],
             "datasets": ["cifar10"], "methods": methods, "sparsities": args.sparsities or [0.9, 0.98],
             "seeds": args.seeds or ([0] if quick else [0, 1]), "variants": ["none"], "runner": "train",

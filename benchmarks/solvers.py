@@ -28,7 +28,7 @@ CHECK = [1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100, 150, 
 
 
 def groups(ws: dict, cfg: YopoConfig):
-    """The engine's batches for ``cfg.solver`` (``plan_batches``: HALS packs small layers)."""
+    """The engine's batches for ``cfg.nmf_solver`` (``plan_batches``: HALS packs small layers)."""
     mats = {n: _prepare(w, n, cfg) for n, w in ws.items()}
     return [(b, stack_batch(b, mats)) for b in plan_batches({n: tuple(a.shape) for n, a in mats.items()}, cfg)]
 
@@ -73,7 +73,7 @@ def main() -> None:
     rows = []
     for name in args.models:
         ws = model_weights(name)
-        plans = {s: groups(ws, YopoConfig(solver=s)) for s in ("mu", "amu", "hals")}
+        plans = {s: groups(ws, YopoConfig(nmf_solver=s)) for s in ("mu", "amu", "hals")}
         batches = plans["mu"]
         trace(batches[:1], "mu", 2)  # warm-up
         mu_pts, mu_S = trace(batches, "mu", 200)

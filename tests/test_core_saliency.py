@@ -114,8 +114,9 @@ def test_batched_layers_equal_one_by_one():
         torch.testing.assert_close(together[n], alone[n], rtol=1e-4, atol=1e-5)  # bmm vs mm rounding
 
 
-@pytest.mark.parametrize("kw", [dict(per_channel=True), dict(loss="kl"), dict(loss="is"), dict(init="nndsvd"),
-                                dict(init="nndsvda"), dict(normalize="median"), dict(per_channel=True, per_channel_rank=2)])
+@pytest.mark.parametrize("kw", [dict(per_channel=True), dict(loss="kl"), dict(loss="is"), dict(nmf_init="nndsvd"),
+                                dict(nmf_init="nndsvda"), dict(normalize="median"),
+                                dict(per_channel=True, per_channel_rank=2)])
 def test_variants_give_finite_nonnegative_scores(tiny, kw):
     s = yopo.score(tiny, "yopo", iters=20, **kw)
     assert all(torch.isfinite(v).all() and (v >= 0).all() for v in s.values())
@@ -155,7 +156,8 @@ def test_exclude_patterns():
     (dict(rank=0), r"rank=0 is out of range; allowed: integers in \[1, inf\]"),
     (dict(rank=-2), r"rank=-2 is out of range"),
     (dict(iters=0), r"iters=0 is out of range"),
-    (dict(init="svd"), r"init='svd' is not allowed; choose one of"),
+    (dict(nmf_init="svd"), r"nmf_init='svd' is not allowed; choose one of"),
+    (dict(init="svd"), r"unknown option\(s\) \['init'\] for method 'yopo' \(renamed: init -> nmf_init\)"),
     (dict(loss="l1"), r"loss='l1' is not allowed"),
     (dict(bogus=1), r"unknown option\(s\) \['bogus'\] for method 'yopo'"),
 ])

@@ -414,7 +414,7 @@ def test_train_mask_needs_an_exact_match(tmp_path):
     _family(r20, "resnet20").save(path)
     with pytest.raises(ValueError, match="made for model 'resnet20' and does not fit resnet32: .*covers 22"):
         resolve_masks(str(path), r32, sparsity=0.9, model_name="resnet32")
-    masks, _ = resolve_masks(str(path), r32, sparsity=0.9, allow_dense=["layer*.3.*", "layer*.4.*"])
+    masks, _, _ = resolve_masks(str(path), r32, sparsity=0.9, allow_dense=["layer*.3.*", "layer*.4.*"])
     yopo.apply_masks(r32, masks)
     kept = sum(int(m.sum()) for m in masks.values())
     assert kept == n_keep(0.9, sum(m.numel() for m in masks.values()))

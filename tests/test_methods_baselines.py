@@ -302,12 +302,22 @@ def test_bad_options_one_line_errors(method, opts, match):
     assert "\n" not in str(e.value)
 
 
-def test_every_config_has_help_and_validate():
+def test_every_config_validates_itself_from_its_declarations():
+    """Every option has help text, the defaults are valid, and a value outside a declared rule
+    (choices / low / high / bool type) is refused when the config is built: no separate validate()."""
     import dataclasses
     for m in yopo.available_methods():
         cls = yopo.get_method(m).config
-        assert hasattr(cls, "validate")
-        cls().validate()
+        assert not hasattr(cls, "validate"), f"{m}: rules are declared with opt(), not checked by hand"
+        cls()
         for f in dataclasses.fields(cls):
-            if m != "yopo":
-                assert f.metadata.get("help"), f"{m}.{f.name} has no help"
+            assert f.metadata.get("help"), f"{m}.{f.name} has no help"
+            md, t = f.metadata, str(f.type)
+            bad = ("not-a-choice" if "choices" in md and not t.startswith("tuple") else
+                   md["low"] - 1 if "low" in md and t.split("|")[0].strip() in ("int", "float") else
+                   "yes" if t.startswith("bool") else None)
+            if bad is None:
+                continue
+            with pytest.raises((ValueError, TypeError), match=f.name) as e:
+                cls(**{f.name: bad})
+            assert "\n" not in str(e.value)

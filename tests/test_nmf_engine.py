@@ -137,9 +137,9 @@ def test_hals_keeps_every_component_alive():
 
 def test_fast_solver_rejects_other_losses():
     with pytest.raises(ValueError, match="frobenius"):
-        YopoConfig(solver="hals", loss="kl").validate()
+        YopoConfig(nmf_solver="hals", loss="kl")
     with pytest.raises(ValueError):
-        YopoConfig(solver="newton").validate()
+        YopoConfig(nmf_solver="newton")
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
@@ -155,8 +155,8 @@ def test_low_precision_storage_agrees(dtype):
 
 def test_threads_option_keeps_results():
     ws = {"a.weight": torch.randn(30, 40)}
-    a = yopo_saliency(ws, YopoConfig(iters=5, threads=1))
-    b = yopo_saliency(ws, YopoConfig(iters=5, threads=2))
+    a = yopo_saliency(ws, YopoConfig(iters=5, nmf_threads=1))
+    b = yopo_saliency(ws, YopoConfig(iters=5, nmf_threads=2))
     assert torch.allclose(a["a.weight"], b["a.weight"], rtol=1e-3, atol=1e-5)
     assert torch.get_num_threads() >= 1
 
@@ -188,14 +188,14 @@ def test_plan_packs_small_layers_for_hals_only():
     shapes = {"a": (16, 27), "b": (16, 144), "c": (16, 144), "d": (64, 576), "e": (512, 4608), "f": (3, 9)}
     mu = plan_batches(shapes, YopoConfig())
     assert not any(b.padded for b in mu) and sorted(n for b in mu for n in b.names) == sorted(shapes)
-    hals = plan_batches(shapes, YopoConfig(solver="hals"))
+    hals = plan_batches(shapes, YopoConfig(nmf_solver="hals"))
     assert sorted(n for b in hals for n in b.names) == sorted(shapes)
     by_name = {n: b for b in hals for n in b.names}
     assert by_name["a"] is by_name["b"] is by_name["d"] and by_name["a"].padded  # rank 7, small: one batch
     assert (by_name["a"].o, by_name["a"].d) == (64, 576)
     assert by_name["e"].names == ("e",) and 512 * 4608 > PACK_MAX_ELEMS  # large: own batch
     assert by_name["f"].rank == 3 and by_name["f"] is not by_name["a"]  # another rank: another batch
-    tight = plan_batches(shapes, YopoConfig(solver="hals", max_batch_elems=3 * 64 * 576))
+    tight = plan_batches(shapes, YopoConfig(nmf_solver="hals", max_batch_elems=3 * 64 * 576))
     assert all(len(b.names) * b.o * b.d <= 3 * 64 * 576 or len(b.names) == 1 for b in tight)
 
 
@@ -203,7 +203,7 @@ def test_packed_hals_matches_each_layer_alone():
     g = torch.Generator().manual_seed(0)
     ws = {"conv.weight": torch.randn(16, 3, 3, 3, generator=g), "l1.weight": torch.randn(16, 16, 3, 3, generator=g),
           "l2.weight": torch.randn(32, 16, 3, 3, generator=g), "fc.weight": torch.randn(10, 64, generator=g)}
-    cfg = YopoConfig(solver="hals", iters=10)
+    cfg = YopoConfig(nmf_solver="hals", iters=10)
     packed = yopo_saliency(ws, cfg)
     for n, w in ws.items():
         alone = yopo_saliency({n: w}, cfg)[n]

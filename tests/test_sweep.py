@@ -1,4 +1,5 @@
 """Sweep runner: config, run identity, once-only families, SQLite results, resume after interruption."""
+import dataclasses
 import json
 import os
 import signal
@@ -49,14 +50,25 @@ def quiet(msg):
 
 
 def test_method_shorthands():
-    assert MethodSpec.parse("yopo-G") == MethodSpec("yopo-G", "yopo", "global", "mad")
-    assert MethodSpec.parse("yopo-L").mode == "local"
+    from yopo.core.calibration import CalibrationSettings
+    from yopo.methods.yopo import YopoConfig
+
+    g = MethodSpec.parse("yopo-G")
+    assert (g.label, g.method, g.calibration) == ("yopo-G", "yopo", CalibrationSettings(allocation="global"))
+    assert g.options == dataclasses.asdict(YopoConfig())  # YOPO's options are resolved in full
+    assert MethodSpec.parse("yopo-L").mode == "local" and MethodSpec.parse("yopo-L").calibration.allocation == "uniform"
     assert MethodSpec.parse("random").mode == "local"
     assert MethodSpec.parse("yopo-G-std").robust == "std"
     m = MethodSpec.parse({"label": "yopo-r4", "method": "yopo", "opts": {"rank": 4}})
-    assert m.options == {"rank": 4} and m.mode == "global"
+    assert m.options["rank"] == 4 and m.mode == "global"
+    assert m.identity()["opts"] == {"rank": 4}  # hashed as its difference from the base: old ids stay
+    assert MethodSpec.parse({"method": "snip", "opts": {"batch_size": 64}}).options == {"batch_size": 64}
     with pytest.raises(ValueError, match="unknown keys"):
         MethodSpec.parse({"method": "yopo", "rnak": 4})
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['solver'\] \(renamed: solver -> nmf_solver\)"):
+        MethodSpec.parse({"method": "yopo", "opts": {"solver": "hals"}})
+    with pytest.raises(ValueError, match="rank=0 is out of range"):
+        MethodSpec.parse({"method": "yopo", "opts": {"rank": 0}})
 
 
 def test_config_json_toml_and_errors(tmp_path):

@@ -16,7 +16,7 @@ FAST = dict(epochs=3, device="cpu", progress=False)
 
 def test_digits_end_to_end_learns(tmp_path):
     res = run(TrainConfig(model="mlp_digits", **FAST), method="yopo", sparsity=0.5, out_dir=tmp_path, iters=50)
-    assert res["test_acc"] > 0.6  # chance is 0.1
+    assert res["test_acc"] > 60  # percent; chance is 10
     assert abs(res["sparsity"] - 0.5) < 1e-3
     assert res["params_kept"] < res["params"] and res["flops_kept"] < res["flops"]
     for k in ("test_acc", "test_loss", "train_loss", "epochs", "time_s", "sparsity", "params", "params_kept",
@@ -139,7 +139,9 @@ def test_resume_with_other_settings_is_refused(tmp_path):
 def test_reported_sparsity_is_over_the_calibrated_layers(tmp_path):
     from yopo.experiment.train import TrainConfig, run
 
-    cfg = TrainConfig(model="mlp_digits", dataset="digits", epochs=1, progress=False, device="cpu",
-                      exclude=(":first",))
-    res = run(cfg, method="magnitude", sparsity=0.8, progress=False)
+    from yopo.core.calibration import CalibrationSettings
+
+    cfg = TrainConfig(model="mlp_digits", dataset="digits", epochs=1, progress=False, device="cpu")
+    res = run(cfg, method="magnitude", sparsity=0.8, calibration=CalibrationSettings(exclude=(":first",)),
+              progress=False)
     assert abs(res["sparsity"] - 0.8) < 1e-3  # the dense excluded layer is not counted

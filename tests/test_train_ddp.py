@@ -49,5 +49,5 @@ def test_ddp_two_cpu_processes(tmp_path):
     for name, m in masks.items():
         assert (s0[name][~m] == 0).all()
     r0 = torch.load(tmp_path / "res0.pt")
-    assert r0["test_acc"] > 0.5 and abs(r0["sparsity"] - 0.8) < 1e-3
+    assert r0["test_acc"] > 50 and abs(r0["sparsity"] - 0.8) < 1e-3
     assert (tmp_path / "run" / "checkpoint.pt").is_file()

@@ -27,7 +27,8 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it
 _LAZY = {
-    "Calibration": "yopo.core.calibration", "calibrate": "yopo.core.calibration", "mort": "yopo.core.calibration",
+    "Calibration": "yopo.core.calibration", "CalibrationSettings": "yopo.core.calibration",
+    "calibrate": "yopo.core.calibration", "mort": "yopo.core.calibration",
     "n_keep": "yopo.core.calibration",
     "Family": "yopo.core.family", "fingerprint": "yopo.core.family", "load_mask": "yopo.core.family",
     "save_mask": "yopo.core.family",
@@ -42,7 +43,7 @@ _LAZY = {
 }
 
 __all__ = [
-    "Calibration", "Family", "LayerScores", "PrunableLayer", "YopoConfig", "apply_masks", "assert_pruned_zero",
+    "Calibration", "CalibrationSettings", "Family", "LayerScores", "PrunableLayer", "YopoConfig", "apply_masks", "assert_pruned_zero",
     "available_methods", "calibrate", "enforce_after_step", "fingerprint", "flat", "from_torch_prune",
     "get_masks", "get_method", "load_mask", "mort", "n_keep", "prunable_layers", "prunable_report", "register",
     "remove_masks", "save_mask", "score", "sparsity", "to_torch_prune", "unflat", "yopo_saliency",

@@ -2,35 +2,55 @@
 from __future__ import annotations
 
 import json
+from dataclasses import MISSING, dataclass
 
-from ..core.calibration import MODES, ROBUST
+from ..core.config import add_dataclass_args, from_args, opt, sparsity_rule, validate_fields
+from .settings import add_calibration_args, calibration_from, layer_table
+
+
+@dataclass(frozen=True)
+class InspectArgs:
+    file: str = opt(MISSING, "family artifact (.safetensors from `yopo prune`)", positional=True)
+    sparsity: float | None = opt(None, "derive and describe the mask at this sparsity (no rescoring)",
+                                 check=sparsity_rule)
+    mask_out: str | None = opt(None, "with --sparsity: also write that mask, bit-packed (for `yopo train --mask`)")
+
+    def __post_init__(self):
+        validate_fields(self)
 
 
 def add_parser(sub, name):
     p = sub.add_parser(name, help="describe a family artifact; with --sparsity, print that mask",
                        description="Print the provenance of a family artifact written by `yopo prune` and, "
-                       "with --sparsity, the per-layer mask derived from it (no rescoring).")
-    p.add_argument("file", help="family artifact (.safetensors)")
-    p.add_argument("--sparsity", type=float, default=None, help="derive and describe the mask at this sparsity")
-    p.add_argument("--mode", default="global", choices=MODES, help="calibration mode (default: global)")
-    p.add_argument("--robust", default="mad", choices=ROBUST, help="threshold statistics (default: mad)")
-    p.add_argument("--min-keep", type=int, default=1, help="entries kept per output row (default: 1)")
+                       "with --sparsity, the per-layer mask derived from it (no rescoring). The mask uses the "
+                       "calibration settings stored in the family; the calibration flags given here override them.")
+    add_dataclass_args(p, InspectArgs)
+    add_calibration_args(p, base="a flag not given takes the family's stored setting, not the default shown")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from ..core.family import Family
-    from ..core.validate import check_int, check_sparsity
-    from .prune import layer_table
+    from .settings import calibration_flags
 
-    if args.sparsity is not None:  # bad settings fail before the file is read
-        check_sparsity(args.sparsity, "--sparsity")
-    check_int("--min-keep", args.min_keep, 0)
-    fam = Family.load(args.file)
+    a = from_args(InspectArgs, args)
+    fam = Family.load(a.file)
     meta = {k: v for k, v in fam.meta.items() if k != "fingerprint"}
     n = sum(s.numel() for s in fam.scores.values())
     print(json.dumps(meta, indent=2, sort_keys=True))
     print(f"{len(fam.scores)} prunable layers, {n} weights, fingerprint {fam.meta['fingerprint']['hash']}")
-    if args.sparsity is not None:
-        layer_table(fam.calibrate(args.sparsity, mode=args.mode, robust=args.robust, min_keep=args.min_keep))
+    if a.sparsity is None:
+        given = calibration_flags(args) + (["--mask-out"] if a.mask_out else [])
+        if given:
+            raise ValueError(f"{', '.join(given)} act on a mask: pass --sparsity too")
+        return 0
+    settings = calibration_from(args, base=fam.calibration_settings)
+    cal = fam.calibrate(a.sparsity, settings)
+    layer_table(cal)
+    if a.mask_out:
+        from ..core.family import save_mask
+
+        save_mask(a.mask_out, cal.masks, {"family": a.file, "sparsity": a.sparsity, "calibration": settings.to_dict(),
+                                          "model": fam.meta.get("model"), "seed": fam.meta.get("seed")})
+        print(f"wrote {a.mask_out}")
     return 0

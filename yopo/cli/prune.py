@@ -3,75 +3,61 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from dataclasses import dataclass
 
-from ..core.calibration import MODES, ROBUST
-from ..core.config import add_dataclass_args, from_args, opt, parse_options
-from ..core.validate import check_int, check_sparsity
-from ..methods.yopo.saliency import YopoConfig
+from ..core.config import add_dataclass_args, from_args, opt, parse_options, sparsity_rule, to_mapping, \
+    validate_fields
+from ..core.presets import PRESETS
 from ..models import INITS
+from .settings import (PRESET_HELP, add_calibration_args, add_yopo_args, calibration_from, layer_table, yopo_flags,
+                       yopo_from)
 
 
 @dataclass(frozen=True)
 class PruneArgs:
     model: str = opt("resnet20", "architecture name (see `yopo models`)")
-    num_classes: int = opt(10, "classifier outputs")
-    sparsity: float = opt(0.9, "target fraction of prunable weights set to zero, in [0, 1)")
-    mode: str = opt("global", "global = YOPO-G, layerwise = per-layer stats with one alpha, local = YOPO-L", MODES)
-    robust: str = opt("mad", "threshold statistics: median/MAD or mean/STD", ROBUST)
-    min_keep: int = opt(1, "entries kept in every output row")
-    col_keep: int = opt(0, "entries kept in every input column")
-    seed: int = opt(0, "seed of the model initialization and of the scoring method")
+    num_classes: int = opt(10, "classifier outputs", low=1)
+    sparsity: float = opt(0.9, "target fraction of prunable weights set to zero, in [0, 1)", check=sparsity_rule)
+    seed: int = opt(0, "seed of the model initialization and of the scoring method", low=0)
     weight_init: str = opt("kaiming_normal", "weight initialization of the model (same default and seeding as "
-                           "`yopo train --init`, so a family fits the model train builds)", INITS)
+                           "`yopo train --weight-init`, so a family fits the model train builds)", INITS)
     method: str = opt("yopo", "scoring method (see `yopo methods`)")
     method_opt: tuple[str, ...] = opt((), "options of a non-YOPO method as KEY=VALUE (e.g. batch_size=256)")
+    preset: str | None = opt(None, PRESET_HELP, tuple(PRESETS))
     dataset: str | None = opt(None, "data for data-dependent methods (snip, grasp, prospr, iter_snip)")
     data_root: str | None = opt(None, "dataset folder (see `yopo train --help`)")
-    exclude: tuple[str, ...] = opt((), "glob patterns of layers not to prune, or :first / :last")
     device: str = opt("cpu", "device to score on (cpu, cuda, cuda:1, ...)")
-    out: str = opt("yopo_family.safetensors", "family artifact to write (saliency + fingerprint)")
+    out: str = opt("yopo_family.safetensors", "family artifact to write (saliency + fingerprint + the "
+                   "calibration settings)")
     mask_out: str | None = opt(None, "also write the mask at --sparsity, bit-packed")
+
+    def __post_init__(self):
+        validate_fields(self)
 
 
 def add_parser(sub, name):
     p = sub.add_parser(name, help="compute the once-only saliency of a model, save it, print a mask",
                        description="Initialize MODEL with SEED, score it once (YOPO by default), write the "
-                       "family artifact to OUT and print the per-layer mask at SPARSITY.")
+                       "family artifact to OUT and print the per-layer mask at SPARSITY (density, empty rows and "
+                       "columns, effective weights). Settings: defaults < --preset < explicit flags.")
     add_dataclass_args(p, PruneArgs)
-    add_dataclass_args(p, YopoConfig, group="YOPO saliency (method yopo)")
+    add_calibration_args(p)
+    add_yopo_args(p)
     p.set_defaults(run=run)
 
 
-def layer_table(cal, file=None) -> None:
-    file = sys.stdout if file is None else file  # resolved per call: tests swap sys.stdout
-    rows = [(n, "x".join(map(str, m.shape)), int(m.sum()), m.numel()) for n, m in cal.masks.items()]
-    w = max(len(r[0]) for r in rows)
-    print(f"{'layer':{w}s}  {'shape':>16s}  {'kept':>10s}  {'total':>10s}  sparsity", file=file)
-    for n, shape, kept, total in rows:
-        print(f"{n:{w}s}  {shape:>16s}  {kept:>10d}  {total:>10d}  {1 - kept / total:.4f}", file=file)
-    print(f"{'total':{w}s}  {'':>16s}  {cal.kept:>10d}  {cal.total:>10d}  {cal.sparsity:.6f}"
-          f"  (target {cal.target:.6f}, mode {cal.mode}, alpha "
-          f"{'per layer' if cal.alpha is None else f'{cal.alpha:.6g}'})", file=file)
-
-
 def run(args) -> int:
+    from ..core.connectivity import add_connectivity, input_shape_of
     from ..core.family import Family, save_mask
+    from ..core.io import check_out_file
     from ..core.layers import prunable_report
     from ..core.registry import get_method, score, scoring_batch_size, with_target
     from ..models import build, input_kwargs
-
-    from ..core.io import check_out_file
     from . import check_device
 
-    a = from_args(PruneArgs, args)
-    # fail before scoring, not after, and before anything is written
-    check_sparsity(a.sparsity)
-    check_int("--num-classes", a.num_classes, 1)
-    check_int("--min-keep", a.min_keep, 0)
-    check_int("--col-keep", a.col_keep, 0)
-    check_int("--seed", a.seed, 0)
+    a = from_args(PruneArgs, args)  # validated: a bad value fails before scoring, not after
+    cal_settings = calibration_from(args, a.preset)
+    # and before anything is written
     check_device(a.device)
     check_out_file(a.out, "--out")
     if a.mask_out:
@@ -79,39 +65,67 @@ def run(args) -> int:
         if os.path.abspath(a.mask_out) == os.path.abspath(a.out):
             raise ValueError(f"--mask-out={a.mask_out!r} is the same file as --out; give two names")
     method = get_method(a.method)
+    budget_method = get_method(cal_settings.budget_method) if cal_settings.budget_method else None
     if a.method == "yopo":
         if a.method_opt:
             raise ValueError("YOPO options are flags (--rank, --iters, ...); --method-opt is for other methods")
-        opts = dataclasses.asdict(from_args(YopoConfig, args))
+        opts = to_mapping(yopo_from(args, a.preset))
     else:
+        given = yopo_flags(args)
+        if given:
+            raise ValueError(f"{', '.join(given)}: YOPO option(s), method {a.method!r} does not take them; "
+                             f"its options go in --method-opt KEY=VALUE")
         opts = parse_options(method.config, a.method_opt)
-    data = None
-    if not method.data_free:
+    d = None
+    if not method.data_free or (budget_method is not None and not budget_method.data_free):
+        needs = a.method if not method.data_free else budget_method.name
         if a.dataset is None:
-            raise ValueError(f"method {a.method!r} needs data: pass --dataset (and --data-root)")
+            raise ValueError(f"method {needs!r} needs data: pass --dataset (and --data-root)")
         from ..experiment.data import load_data
 
         d = load_data(a.dataset, a.data_root, seed=a.seed)
-        data = d.example_batch(scoring_batch_size(a.method, opts, 128))
         a = dataclasses.replace(a, num_classes=d.num_classes)
-    if a.method != "yopo":
-        opts = with_target(a.method, opts, a.sparsity, d.input_shape if data is not None else None)
+    shape = d.input_shape if d is not None else None
+
+    def score_with(m, options):
+        batch = None if m.data_free else d.example_batch(scoring_batch_size(m.name, options, 128))
+        if m.name != "yopo":
+            options = with_target(m.name, options, a.sparsity, shape)
+        return score(model, m.name, seed=a.seed, device=a.device, data=batch, **options)
+
     model = build(a.model, a.num_classes, init=a.weight_init, seed=a.seed,
-                  **(input_kwargs(a.model, d.input_shape) if data is not None else {}))
-    scores = score(model, a.method, seed=a.seed, device=a.device, data=data, exclude=a.exclude, **opts)
-    report = prunable_report(model, exclude=a.exclude)
-    layers = list(report.layers)
+                  **(input_kwargs(a.model, shape) if shape is not None else {}))
+    scores = score_with(method, opts)
+    if a.method != "yopo":
+        opts = with_target(a.method, opts, a.sparsity, shape)  # what was scored with, for the record
+    budget = score_with(budget_method, {}) if budget_method is not None else None
+    report = prunable_report(model)
     for line in report.lines():  # what the one prunable-layer rule left out, and why
         print(line)
-    fam = Family.from_scores(scores, layers, method=a.method, settings=opts, seed=a.seed, model_name=a.model)
-    fam.meta.update(num_classes=a.num_classes, exclude=list(a.exclude), weight_init=a.weight_init,
-                    dataset=a.dataset)
-    cal = fam.calibrate(a.sparsity, mode=a.mode, robust=a.robust, min_keep=a.min_keep, col_keep=a.col_keep)
+    fam = Family.from_scores(scores, list(report.layers), method=a.method, settings=opts, seed=a.seed,
+                             model_name=a.model, calibration=cal_settings,
+                             budget_method=budget_method.name if budget_method else None, budget_scores=budget)
+    fam.meta.update(num_classes=a.num_classes, weight_init=a.weight_init, dataset=a.dataset, preset=a.preset)
+    cal = fam.calibrate(a.sparsity)  # with the settings just stored in the family
     fam.save(a.out)
+    try:
+        add_connectivity(cal, model, tuple(shape or _natural_input_shape(a.model) or input_shape_of(model)))
+    except RuntimeError as e:  # the model does not run on a guessed input shape
+        cal.warnings.append(f"effective sparsity not computed: {str(e).splitlines()[0]} (pass --dataset for the "
+                            f"model's input shape)")
     layer_table(cal)
     print(f"wrote {a.out}")
     if a.mask_out:
-        save_mask(a.mask_out, cal.masks, {"family": a.out, "sparsity": a.sparsity, "mode": a.mode,
-                                          "robust": a.robust, "model": a.model, "seed": a.seed})
+        save_mask(a.mask_out, cal.masks, {"family": a.out, "sparsity": a.sparsity,
+                                          "calibration": cal_settings.to_dict(), "model": a.model, "seed": a.seed})
         print(f"wrote {a.mask_out}")
     return 0
+
+
+def _natural_input_shape(model: str):
+    """The input shape of the dataset ``model`` is the default model of (cnn_digits: digits'
+    1x8x8), for the effective sparsity when no --dataset is given; None if there is none."""
+    from ..experiment.data import INPUT_SHAPES
+    from ..experiment.train.config import DEFAULT_MODEL
+
+    return next((tuple(INPUT_SHAPES[d]) for d, m in DEFAULT_MODEL.items() if m == model and d in INPUT_SHAPES), None)

@@ -1,48 +1,68 @@
 """``yopo sweep CONFIG``: run (or resume) a sweep described by a JSON/TOML file."""
 from __future__ import annotations
 
+from dataclasses import MISSING, dataclass
+
+from ..core.config import add_dataclass_args, from_args, opt, validate_fields
+
+
+@dataclass(frozen=True)
+class SweepArgs:
+    config: str = opt(MISSING, "sweep config (.json or .toml)", positional=True)
+    workers: int = opt(1, "parallel worker processes", low=1)
+    out: str | None = opt(None, "sweep folder (overrides the config's 'out')")
+    runner: str | None = opt(None, "train | synthetic | module:function (overrides the config)")
+    fail_fast: bool = opt(False, "stop at the first failed run")
+    limit: int | None = opt(None, "run at most this many new runs", low=0)
+    dry_run: bool = opt(False, "list the runs and what is done, run nothing")
+    set: tuple[str, ...] = opt((), "override a setting as KEY=VALUE: a train setting (epochs=1) or SECTION.KEY "
+                               "(calibration.min_keep=0); values are JSON or plain strings")
+
+    def __post_init__(self):
+        validate_fields(self)
+
 
 def add_parser(sub, name):
     p = sub.add_parser(name, help="run or resume a sweep (methods x sparsities x seeds x datasets x models)",
                        description="Run every run of the sweep CONFIG (JSON or TOML) that is not yet recorded as "
                        "done in OUT/results.sqlite. Saliency is computed once per (model, seed, method settings) "
-                       "and re-thresholded for every sparsity. Interrupt at any time; rerunning resumes.")
-    p.add_argument("config", help="sweep config (.json or .toml)")
-    p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default: 1)")
-    p.add_argument("--out", default=None, help="sweep folder (overrides the config's 'out')")
-    p.add_argument("--runner", default=None, help="train | synthetic | module:function (overrides the config)")
-    p.add_argument("--fail-fast", action="store_true", help="stop at the first failed run")
-    p.add_argument("--limit", type=int, default=None, help="run at most this many new runs")
-    p.add_argument("--dry-run", action="store_true", help="list the runs and what is done, run nothing")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a train setting, e.g. --set epochs=1 (JSON values; repeatable)")
+                       "and re-thresholded for every sparsity. Interrupt at any time; rerunning resumes. "
+                       "Accuracies are stored in percent (0-100).")
+    add_dataclass_args(p, SweepArgs)
     p.set_defaults(run=run)
 
 
-def run(args) -> int:
+def apply_sets(d: dict, items) -> dict:
+    """``KEY=VALUE`` overrides of a sweep config dict: ``KEY`` is a train setting, ``SECTION.KEY``
+    a key of another table (e.g. ``calibration.min_keep``)."""
     import json
-    from pathlib import Path
 
-    from ..experiment.sweep import ResultsDB, SweepSpec, expand, load_config, run_sweep
-
-    if args.workers < 1:
-        raise ValueError(f"--workers must be >= 1; got {args.workers}")
-    d = load_config(args.config)
-    if args.out:
-        d["out"] = args.out
-    if args.runner:
-        d["runner"] = args.runner
-    for kv in args.set:
+    for kv in items:
         k, sep, v = kv.partition("=")
-        if not sep:
+        if not sep or not k:
             raise ValueError(f"--set expects KEY=VALUE; got {kv!r}")
+        section, dot, key = k.rpartition(".")
         try:
             val = json.loads(v)
         except json.JSONDecodeError:
             val = v
-        d.setdefault("train", {})[k] = val
-    spec = SweepSpec.from_dict(d)
-    if args.dry_run:
+        d.setdefault(section if dot else "train", {})[key] = val
+    return d
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from ..experiment.sweep import ResultsDB, SweepSpec, expand, load_config, run_sweep
+
+    a = from_args(SweepArgs, args)
+    d = load_config(a.config)
+    if a.out:
+        d["out"] = a.out
+    if a.runner:
+        d["runner"] = a.runner
+    spec = SweepSpec.from_dict(apply_sets(d, a.set))
+    if a.dry_run:
         runs = expand(spec)
         db_path = Path(spec.out) / "results.sqlite"
         done = set()
@@ -57,6 +77,6 @@ def run(args) -> int:
         print(f"{len(runs)} runs, {sum(r.id in done for r in runs)} done, "
               f"{len({r.family_key for r in runs})} saliency families")
         return 0
-    summary = run_sweep(spec, workers=args.workers, fail_fast=args.fail_fast, limit=args.limit)
+    summary = run_sweep(spec, workers=a.workers, fail_fast=a.fail_fast, limit=a.limit)
     print(summary)
     return 1 if summary.failed else 0

@@ -1,81 +1,105 @@
 """``yopo train``: prune at initialization, then train the sparse network from the same init.
 
 With no dataset it trains a small CNN on scikit-learn's 8x8 digits (offline, well under a minute
-on a laptop CPU): the end-to-end demo of the main job.
+on a laptop CPU): the end-to-end demo of the main job. Accuracies are printed and stored in
+percent (0-100), as everywhere in yopo.
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from dataclasses import dataclass
 
-from ..core.calibration import MODES
-from ..core.config import add_dataclass_args, from_args, opt, parse_options
-from ..core.registry import get_method
+from ..core.config import add_dataclass_args, from_args, opt, parse_options, sparsity_rule, to_mapping, \
+    validate_fields
+from ..core.presets import PRESETS
 from ..experiment.train.config import TrainConfig
-from ..methods.yopo.saliency import YopoConfig
+from .settings import (PRESET_HELP, add_calibration_args, add_yopo_args, calibration_flags, calibration_from,
+                       yopo_flags, yopo_from)
 
 
 @dataclass(frozen=True)
 class PruneTrainArgs:
     method: str = opt("yopo", "scoring method (see `yopo methods`), or dense for no pruning")
-    sparsity: float = opt(0.9, "fraction of prunable weights set to zero, in [0, 1)")
-    mode: str = opt("global", "calibration: global = YOPO-G, layerwise, local = YOPO-L", MODES)
+    sparsity: float = opt(0.9, "fraction of prunable weights set to zero, in [0, 1)", check=sparsity_rule)
+    preset: str | None = opt(None, PRESET_HELP, tuple(PRESETS))
     mask: str | None = opt(None, "use this family artifact (.safetensors from `yopo prune`, calibrated at "
-                           "--sparsity) or bit-packed mask file instead of scoring")
+                           "--sparsity with its stored settings and the calibration flags given here) or bit-packed "
+                           "mask file instead of scoring")
     out: str | None = opt(None, "output folder (metrics.jsonl/.csv, checkpoint.pt, mask, result.json)")
     resume: bool = opt(False, "continue the interrupted run in --out from its last checkpoint")
     method_opt: tuple[str, ...] = opt((), "options of a non-YOPO method as KEY=VALUE (e.g. batch_size=256)")
 
+    def __post_init__(self):
+        validate_fields(self)
+
 
 def add_parser(sub, name):
     p = sub.add_parser(name, help="prune at initialization, then train the sparse network",
-                       description="Seed, build MODEL with INIT, score it once with METHOD, calibrate to "
+                       description="Seed, build MODEL with WEIGHT_INIT, score it once with METHOD, calibrate to "
                        "SPARSITY, apply the masks and train from that same initialization. Without "
-                       "--dataset: a small CNN on sklearn digits (offline demo, under a minute on CPU).")
+                       "--dataset: a small CNN on sklearn digits (offline demo, under a minute on CPU). "
+                       "Settings: defaults < --preset < explicit flags. Accuracies are in percent.")
     add_dataclass_args(p, PruneTrainArgs, group="pruning")
+    add_calibration_args(p)
+    add_yopo_args(p)
     add_dataclass_args(p, TrainConfig, group="training")
-    add_dataclass_args(p, YopoConfig, prefix="yopo_", group="YOPO saliency (method yopo; flags --yopo-*)")
     p.set_defaults(run=run)
+
+
+def _family_settings(path: str):
+    """The calibration settings stored in a family file (None for a mask file or an old family)."""
+    from ..core.family import Family
+
+    try:
+        return Family.load(path).calibration_settings
+    except (ValueError, FileNotFoundError):  # a mask file, or not a file: resolve_masks says which
+        return None
 
 
 def run(args) -> int:
     from ..experiment.train import run as train_run
 
     from ..core.io import check_out_dir
-    from ..core.validate import check_int, check_sparsity
     from . import check_device
 
     a = from_args(PruneTrainArgs, args)
     cfg = from_args(TrainConfig, args)
     # settings that would fail late (after loading data, or with a traceback) fail here, in one line
-    if a.method not in ("dense", "none"):
-        check_sparsity(a.sparsity, "--sparsity")
-    for flag, value, low in (("--num-classes", cfg.num_classes, 1), ("--seed", cfg.seed, 0),
-                             ("--subset-seed", cfg.subset_seed, 0), ("--test-subset", cfg.test_subset, 1),
-                             ("--image-size", cfg.image_size, 1), ("--workers", cfg.workers, 0),
-                             ("--min-keep", cfg.min_keep, 0)):
-        if value is not None:
-            check_int(flag, value, low)
     check_device(cfg.device)
     if a.out is not None:
         check_out_dir(a.out, "--out")
     if a.mask is not None and not os.path.isfile(a.mask):
         raise FileNotFoundError(f"--mask={a.mask!r}: no such file")
+    dense = a.mask is None and a.method in ("dense", "none")
+    scoring = a.mask is None and not dense
+    if a.method_opt and not (scoring and a.method != "yopo"):
+        raise ValueError("--method-opt is for non-YOPO scoring methods (YOPO options are flags: --rank, --iters, "
+                         "...; --mask and dense runs score nothing)")
+    if yopo_flags(args) and not (scoring and a.method == "yopo"):
+        raise ValueError(f"{', '.join(yopo_flags(args))}: YOPO option(s) act only when scoring with --method yopo")
+    cal_given = calibration_flags(args) or a.preset is not None
+    if dense and cal_given:
+        raise ValueError("a dense run calibrates nothing: drop the calibration flags / --preset")
     opts = {}
-    if a.method_opt and (a.mask is not None or a.method in ("yopo", "dense", "none")):
-        raise ValueError("--method-opt is for non-YOPO scoring methods (YOPO options are --yopo-* flags; "
-                         "--mask and dense runs score nothing)")
-    if a.mask is None and a.method == "yopo":
-        opts = dataclasses.asdict(from_args(YopoConfig, args, prefix="yopo_"))
-    elif a.mask is None and a.method not in ("dense", "none"):
+    if scoring and a.method == "yopo":
+        opts = to_mapping(yopo_from(args, a.preset))
+    elif scoring:
+        from ..core.registry import get_method
         opts = parse_options(get_method(a.method).config, a.method_opt)
-    res = train_run(cfg, method=a.method, sparsity=a.sparsity, mode=a.mode, masks=a.mask, out_dir=a.out,
-                    resume=a.resume, progress=cfg.progress, **opts)
-    keys = ("model", "dataset", "method", "mode", "sparsity", "epochs", "test_acc", "test_loss", "train_loss",
+    calibration = None
+    if scoring:
+        calibration = calibration_from(args, a.preset)
+    elif a.mask is not None and cal_given:  # over the family's stored settings (a mask file: refused by run)
+        calibration = calibration_from(args, a.preset, base=_family_settings(a.mask))
+    res = train_run(cfg, method=a.method, sparsity=a.sparsity, calibration=calibration, masks=a.mask,
+                    out_dir=a.out, resume=a.resume, progress=cfg.progress, **opts)
+    keys = ("model", "dataset", "method", "allocation", "sparsity", "epochs", "test_acc", "test_loss", "train_loss",
             "params", "params_kept", "flops", "flops_kept", "time_s")
-    print(json.dumps({k: res[k] for k in keys}, indent=None))
+    summary = {k: res[k] for k in keys}
+    if res.get("calibration"):
+        summary["effective_sparsity"] = res["calibration"]["effective_sparsity"]
+    print(json.dumps(summary, indent=None))
     if a.out:
         print(f"wrote {a.out}/result.json")
     return 0

@@ -177,6 +177,16 @@ class Calibration:
     layers: dict[str, LayerReport] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
+    @classmethod
+    def from_masks(cls, masks: dict[str, torch.Tensor], excluded=()) -> "Calibration":
+        """The per-layer diagnostics of masks that were not calibrated here (a mask file, a
+        transferred mask): ``target`` is the achieved sparsity, ``settings`` the defaults, no
+        forced survivors known; layers named in ``excluded`` are dense and not counted."""
+        layers = {n: _report(m.bool(), 0, n in excluded) for n, m in masks.items()}
+        kept = sum(r.kept for r in layers.values() if not r.excluded)
+        total = sum(r.total for r in layers.values() if not r.excluded)
+        return cls(masks=dict(masks), target=1.0 - kept / max(total, 1), kept=kept, total=total, layers=layers)
+
     @property
     def mode(self) -> str:
         """The allocation (``local`` reads as ``uniform``); kept for the paper's vocabulary."""
@@ -229,6 +239,12 @@ def webster(total: int, sizes: list[int], lows: list[int]) -> list[int]:
     least ``lows[l]`` (the ``uniform`` allocation): the first ``total`` seats of the order
     (2k+1)/(2 n_l) ascending (ties to the earlier layer), after the forced ones."""
     return alloc.divisor_counts(total, sizes, sizes, lows)
+
+
+def excluded_layers(names: list[str], patterns: tuple[str, ...]) -> set[str]:
+    """The names (in model order) that ``exclude`` patterns leave dense: globs on the parameter or
+    module name, or ``:first`` / ``:last``; a pattern that matches nothing warns."""
+    return _excluded(list(names), tuple(patterns))
 
 
 def _excluded(names: list[str], patterns: tuple[str, ...]) -> set[str]:

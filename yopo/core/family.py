@@ -8,6 +8,11 @@ where meta holds the method, its settings, the init seed, the model name and the
 (in, out), an HF ``Conv1D``). A single mask is exported bit-packed (``mask/1``): one uint8 tensor
 of ``np.packbits`` per layer (``ceil(numel / 8)`` bytes), the shapes in meta, and a sha256 too.
 
+The meta also holds ``calibration``: the :class:`CalibrationSettings` the family's mask was printed
+with (the base that :meth:`Family.calibrate` re-thresholds with unless told otherwise). A family made
+for an ``allocation="from:<method>"`` calibration also holds that method's scores (tensors
+``budget:<name>``, meta ``budget_method``), so re-thresholding needs no rescoring.
+
 Verification on load: the format tag, the meta JSON, one stored tensor per fingerprint layer with
 the fingerprint's shape (and nothing else), the packed length of every mask, and the content hash
 ``sha256`` over the meta JSON and the names, dtypes, shapes and bytes of the tensors
@@ -29,13 +34,15 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
-from .calibration import Calibration, mort
+from .calibration import Calibration, CalibrationSettings, mort, resolve_settings
+from .config import from_mapping
 from .io import save_safetensors
 from .layers import LayerScores, matching, prunable_report
 
 FAMILY_FORMAT = "family/1"
 MASK_FORMAT = "mask/1"
 TRANSPOSED = "transposed"  # fingerprint tag of a weight stored (in, out)
+BUDGET_PREFIX = "budget:"  # tensor-name prefix of the budget method's scores
 
 
 def fingerprint(layers) -> dict:
@@ -104,34 +111,69 @@ def check_fingerprint(expected: dict, model, allow_dense=(), what: str = "artifa
 
 @dataclass
 class Family:
-    """Once-only saliency + provenance. ``scores[name]`` has the weight's shape (float32, CPU)."""
+    """Once-only saliency + provenance. ``scores[name]`` has the weight's shape (float32, CPU);
+    ``budget_scores``: the scores of ``meta["budget_method"]`` (for ``allocation="from:<method>"``)."""
 
     scores: dict[str, torch.Tensor]
     meta: dict = field(default_factory=dict)
+    budget_scores: dict[str, torch.Tensor] | None = None
 
     @classmethod
-    def from_scores(cls, scores, layers, *, method: str, settings: dict, seed: int, model_name: str | None = None):
+    def from_scores(cls, scores, layers, *, method: str, settings: dict, seed: int, model_name: str | None = None,
+                    calibration: CalibrationSettings | None = None, budget_method: str | None = None,
+                    budget_scores: dict | None = None):
         layers = list(layers)
         if [l.name for l in layers] != list(scores) or any(tuple(scores[l.name].shape) != l.shape for l in layers):
             raise ValueError("scores must have one tensor per layer, in the layers' order and shapes; got "
                              f"{len(scores)} scores for {len(layers)} layers")
         meta = {"method": method, "settings": settings, "seed": seed, "model": model_name,
                 "fingerprint": fingerprint(layers)}
+        if calibration is not None:
+            meta["calibration"] = calibration.to_dict()
+        if (budget_method is None) != (budget_scores is None):
+            raise ValueError("pass budget_method and budget_scores together")
+        if budget_method is not None:
+            meta["budget_method"] = budget_method
+            budget_scores = {l.name: budget_scores[l.name].detach().float().cpu().contiguous() for l in layers}
+        transposed = [l.name for l in layers if l.transposed]
         return cls(LayerScores({n: s.detach().float().cpu().contiguous() for n, s in scores.items()},
-                               transposed=[l.name for l in layers if l.transposed]), meta)
+                               transposed=transposed), meta, budget_scores)
 
     @property
     def transposed(self) -> frozenset[str]:
         """Layers stored (in, out) (HF Conv1D), from the fingerprint."""
         return frozenset(n for n, _, t in fingerprint_layers(self.meta.get("fingerprint")) if t)
 
-    def calibrate(self, sparsity, mode: str = "global", robust: str = "mad", min_keep: int = 1,
-                  col_keep: int = 0, solver: str = "exact") -> Calibration:
-        return mort(LayerScores(self.scores, transposed=self.transposed), sparsity, mode=mode, robust=robust,
-                    min_keep=min_keep, col_keep=col_keep, solver=solver)
+    @property
+    def calibration_settings(self) -> CalibrationSettings:
+        """The settings the family's mask was printed with (defaults for a family that has none)."""
+        stored = self.meta.get("calibration")
+        return from_mapping(CalibrationSettings, stored, what="family calibration settings") if stored \
+            else CalibrationSettings()
 
-    def masks(self, sparsity, **kw) -> dict[str, torch.Tensor]:
-        return self.calibrate(sparsity, **kw).masks
+    def calibrate(self, sparsity, settings: CalibrationSettings | None = None, **overrides) -> Calibration:
+        """The mask at ``sparsity`` by re-thresholding the stored scores (no rescoring). Settings:
+        ``settings`` (default: :attr:`calibration_settings`, those stored with the family) with
+        ``overrides`` (fields of :class:`CalibrationSettings`; ``mode=`` is the paper's name of the
+        allocation)."""
+        s = resolve_settings(self.calibration_settings if settings is None else settings, **overrides)
+        return mort(LayerScores(self.scores, transposed=self.transposed), sparsity, s, budget_scores=self.budget_for(s))
+
+    def budget_for(self, s: CalibrationSettings):
+        """The scores that give the layer budgets of ``s`` (``allocation="from:<method>"``), or None."""
+        m = s.budget_method
+        if m is None:
+            return None
+        if self.budget_scores is not None and self.meta.get("budget_method") == m:
+            return self.budget_scores
+        if self.meta.get("method") == m:
+            return self.scores
+        held = self.meta.get("method") + (f" and {self.meta['budget_method']}" if self.budget_scores else "")
+        raise ValueError(f"allocation={s.allocation!r} needs the scores of {m!r}; this family holds those of "
+                         f"{held}: create it with `yopo prune --allocation {s.allocation}`")
+
+    def masks(self, sparsity, settings: CalibrationSettings | None = None, **kw) -> dict[str, torch.Tensor]:
+        return self.calibrate(sparsity, settings, **kw).masks
 
     def check(self, model, allow_dense=()) -> None:
         """Raise a one-line ``ValueError`` unless this family covers exactly the prunable layers of
@@ -144,24 +186,43 @@ class Family:
         names = [n for n, _, _ in fingerprint_layers(self.meta.get("fingerprint"))]
         if sorted(names) != sorted(self.scores):
             raise ValueError("the family's scores do not match its fingerprint")
+        tensors = {n: self.scores[n] for n in names}
+        if self.budget_scores is not None:
+            tensors.update({BUDGET_PREFIX + n: self.budget_scores[n] for n in names})
         text = json.dumps(self.meta, sort_keys=True)
-        meta = {"yopo_format": FAMILY_FORMAT, "meta": text, "sha256": content_hash(self.scores, names, text)}
-        save_safetensors(path, {n: self.scores[n] for n in names}, metadata=meta)
+        meta = {"yopo_format": FAMILY_FORMAT, "meta": text, "sha256": content_hash(tensors, list(tensors), text)}
+        save_safetensors(path, tensors, metadata=meta)
 
     @classmethod
     def load(cls, path) -> "Family":
         """Read and verify a family file (format, fingerprint, stored shapes, content hash)."""
         md, meta = _read_meta(path, FAMILY_FORMAT)
+        meta = _upgrade_meta(meta)
         spec = fingerprint_layers(meta.get("fingerprint"), f"{path}")
+        names = [n for n, _, _ in spec]
+        budget = bool(meta.get("budget_method"))
+        stored = names + ([BUDGET_PREFIX + n for n in names] if budget else [])
         scores = _load_tensors(path)
-        _check_names(path, scores, [n for n, _, _ in spec])
+        _check_names(path, scores, stored)
         for name, shape, _ in spec:
-            s = scores[name]
-            if tuple(s.shape) != shape or s.dtype != torch.float32:
-                raise ValueError(f"{path}: stored scores of {name!r} are {s.dtype} {tuple(s.shape)} but the "
-                                 f"fingerprint says float32 {shape}")
-        _check_hash(path, md, scores, [n for n, _, _ in spec])
-        return cls(LayerScores({n: scores[n] for n, _, _ in spec}, transposed=[n for n, _, t in spec if t]), meta)
+            for key in ([name, BUDGET_PREFIX + name] if budget else [name]):
+                s = scores[key]
+                if tuple(s.shape) != shape or s.dtype != torch.float32:
+                    raise ValueError(f"{path}: stored scores of {key!r} are {s.dtype} {tuple(s.shape)} but the "
+                                     f"fingerprint says float32 {shape}")
+        _check_hash(path, md, scores, stored)
+        transposed = [n for n, _, t in spec if t]
+        return cls(LayerScores({n: scores[n] for n in names}, transposed=transposed), meta,
+                   {n: scores[BUDGET_PREFIX + n] for n in names} if budget else None)
+
+
+def _upgrade_meta(meta: dict) -> dict:
+    """Families written before the YOPO option renames (init/solver/threads -> nmf_*) read with the
+    new names."""
+    if meta.get("method") == "yopo" and isinstance(meta.get("settings"), dict):
+        from ..methods.yopo.saliency import RENAMED
+        meta["settings"] = {RENAMED.get(k, k): v for k, v in meta["settings"].items()}
+    return meta
 
 
 def _read_meta(path, expected_format: str) -> tuple[dict, dict]:

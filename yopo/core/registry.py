@@ -48,8 +48,7 @@ _METHODS: dict[str, Method] = {}
 
 @dataclass(frozen=True)
 class NoOptions:
-    def validate(self):
-        return self
+    """The options of a method that has none."""
 
 
 def register(name: str, *, config: type = NoOptions, data_free: bool = True, mutates: bool = False,
@@ -79,12 +78,16 @@ def get_method(name: str) -> Method:
 
 
 def make_config(method: Method, opts: dict):
+    """The method's options object; a config validates its fields when built (rules declared with
+    ``yopo.core.config.opt``), so a bad value is a one-line error naming it."""
     fields = {f.name for f in dataclasses.fields(method.config)}
     bad = sorted(set(opts) - fields)
     if bad:
-        raise ValueError(f"unknown option(s) {bad} for method {method.name!r}; allowed: {sorted(fields)}")
-    cfg = method.config(**opts)
-    return cfg.validate() if hasattr(cfg, "validate") else cfg
+        renamed = getattr(method.config, "RENAMED", {})
+        hints = [f"{k} -> {renamed[k]}" for k in bad if k in renamed]
+        raise ValueError(f"unknown option(s) {bad} for method {method.name!r}"
+                         + (f" (renamed: {', '.join(hints)})" if hints else "") + f"; allowed: {sorted(fields)}")
+    return method.config(**opts)
 
 
 def with_target(method: str, opts: dict, sparsity: float, input_shape: tuple[int, ...] | None = None) -> dict:

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from ..core.layers import LayerScores, prunable_report
-from ..methods.yopo.saliency import YopoConfig, layer_seed, yopo_saliency
+from ..methods.yopo.saliency import RENAMED, YopoConfig, layer_seed, yopo_saliency
 
 PRESETS = {
     "tiny-gpt2": dict(family="gpt2", n_layer=2, n_embd=64, n_head=4, vocab_size=512, n_positions=128),
@@ -233,7 +233,6 @@ def stream_saliency(config, cfg: YopoConfig, out_dir, *, seed: int = 0, score_dt
     rerun with the same settings (``resume=True``) continues after them, an interrupted run loses at
     most one shard of work. A folder holding a run with other settings is refused."""
     check_stream_args(score_dtype=score_dtype, shard_mb=shard_mb, max_layers=max_layers, out_dir=out_dir)
-    cfg.validate()
     specs, skipped = enumerate_layers(config, include_lm_head=include_lm_head)
     if max_layers is not None:
         specs = specs[:max_layers]
@@ -251,6 +250,8 @@ def stream_saliency(config, cfg: YopoConfig, out_dir, *, seed: int = 0, score_dt
     progress = out_dir / "progress.json"
     if progress.is_file():
         prog = json.loads(progress.read_text())
+        if isinstance(prog["key"].get("settings"), dict):  # folders written before the YopoConfig renames
+            prog["key"]["settings"] = {RENAMED.get(k, k): v for k, v in prog["key"]["settings"].items()}
         if prog["key"] != key:
             raise ValueError(f"{out_dir} holds a streamed run with other settings; use another output folder")
         if resume:

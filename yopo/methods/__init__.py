@@ -7,7 +7,7 @@
 * ``phew``, ``npb``: data-free path/node masks
 
 Helpers shared by several methods live in ``yopo.methods.support`` (batches, score encodings,
-schedules, layer structure, gradient helpers, option checks).
+schedules, layer structure, gradient helpers).
 
 Every method scores the same weights: those of Conv1d/Conv2d/Conv3d and Linear modules (see
 ``yopo.core.layers``); biases and norm layers are never scored or pruned (they still take part in the

@@ -6,11 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.config import opt
+from ..core.config import opt, validate_fields
 from ..core.registry import register
-from ..core.validate import check_float, check_int
 from .support.batches import get_batch
-from .support.checks import check_bool
 from .support.gradients import double_backward_attention, loss, prepare, seeded
 
 
@@ -18,15 +16,12 @@ from .support.gradients import double_backward_attention, loss, prepare, seeded
 class GraspConfig:
     """GraSP (Wang et al. 2020): Hessian-gradient product with temperature T = 200."""
 
-    batch_size: int = opt(1024, "examples in the single scoring batch (paper App. E: 1024)")
-    temperature: float = opt(200.0, "logits are divided by T before the loss (original: 200)")
+    batch_size: int = opt(1024, "examples in the single scoring batch (paper App. E: 1024)", low=1)
+    temperature: float = opt(200.0, "logits are divided by T before the loss (original: 200)", low=0.0, low_open=True)
     train_mode: bool = opt(True, "BatchNorm uses batch statistics while scoring (--no-train-mode: eval mode)")
 
-    def validate(self):
-        check_int("batch_size", self.batch_size, 1)
-        check_bool("train_mode", self.train_mode)
-        check_float("temperature", self.temperature, 0.0, low_open=True)
-        return self
+    def __post_init__(self):
+        validate_fields(self)
 
 
 @register("grasp", config=GraspConfig, data_free=False, mutates=True,

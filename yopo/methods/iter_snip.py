@@ -6,14 +6,13 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.config import opt
+from ..core.config import opt, sparsity_rule, validate_fields
 from ..core.registry import register
-from ..core.validate import check_choice, check_int
 from .support.batches import get_batch
-from .support.checks import check_bool
 from .support.encoding import IterativeEncoder
 from .support.gradients import loss, prepare, seeded
-from .support.schedules import SCHEDULES, check_common
+from .support.encoding import MAX_ROUNDS
+from .support.schedules import SCHEDULES
 
 
 @dataclass(frozen=True)
@@ -21,21 +20,16 @@ class IterSnipConfig:
     """Iterative SNIP / FORCE (de Jorge et al. 2021): SNIP re-scored on the masked net over a schedule."""
 
     target_sparsity: float = opt(0.9, "final sparsity of the native schedule (calibrate at the same value "
-                                      "to get the method's own mask)")
-    iters: int = opt(10, "pruning rounds K (FORCE uses 10-100)")
+                                      "to get the method's own mask)", check=sparsity_rule)
+    iters: int = opt(10, "pruning rounds K (FORCE uses 10-100)", low=1, high=MAX_ROUNDS)
     schedule: str = opt("exponential", "sparsity after round k: exponential 1-(1-s)^(k/K), or linear s*k/K",
                         tuple(SCHEDULES))
     revive: bool = opt(False, "let pruned weights come back in later rounds (FORCE); default: no (Iter-SNIP)")
-    batch_size: int = opt(1024, "examples in the scoring batch (the same batch every round)")
+    batch_size: int = opt(1024, "examples in the scoring batch (the same batch every round)", low=1)
     train_mode: bool = opt(True, "BatchNorm uses batch statistics while scoring (--no-train-mode: eval mode)")
 
-    def validate(self):
-        check_common(self.target_sparsity, self.iters)
-        check_choice("schedule", self.schedule, tuple(SCHEDULES))
-        check_int("batch_size", self.batch_size, 1)
-        check_bool("train_mode", self.train_mode)
-        check_bool("revive", self.revive)
-        return self
+    def __post_init__(self):
+        validate_fields(self)
 
 
 @register("iter_snip", config=IterSnipConfig, data_free=False, mutates=True,

@@ -8,31 +8,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.allocation import apportion, erk_densities
-from ..core.config import opt
+from ..core.config import opt, sparsity_rule, validate_fields
 from ..core.registry import register
-from ..core.validate import check_choice, check_float
-from .support.schedules import check_common
 from .support.structure import kernel_mask_scores, kernel_view, node_map, rank_pref
-
-
-def check_prob(name: str, value) -> float:
-    return check_float(name, value, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
 class NpbConfig:
     """NPB (approximate): layerwise balance of effective paths and effective nodes."""
 
-    target_sparsity: float = opt(0.9, "global sparsity; split over layers by `allocation`")
+    target_sparsity: float = opt(0.9, "global sparsity; split over layers by `allocation`", check=sparsity_rule)
     allocation: str = opt("erk", "layer densities: Erdos-Renyi-Kernel or uniform", ("erk", "uniform"))
     path_weight: float = opt(0.5, "after node coverage, edge preference = path_weight * (normalized log "
-                                  "paths into the input node) + (1 - path_weight) * seeded U[0,1)")
+                                  "paths into the input node) + (1 - path_weight) * seeded U[0,1)", low=0.0, high=1.0)
 
-    def validate(self):
-        check_common(self.target_sparsity)
-        check_choice("allocation", self.allocation, ("erk", "uniform"))
-        check_prob("path_weight", self.path_weight)
-        return self
+    def __post_init__(self):
+        validate_fields(self)
 
 
 def _logsumexp_rows(m: np.ndarray, lp: np.ndarray) -> np.ndarray:

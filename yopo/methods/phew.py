@@ -6,10 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.config import opt
+from ..core.config import opt, sparsity_rule, validate_fields
 from ..core.registry import register
-from ..core.validate import check_int
-from .support.schedules import check_common
 from .support.structure import kernel_mask_scores, kernel_view, node_map, rank_pref
 
 
@@ -27,13 +25,13 @@ def _kernel_norms(model, ctx) -> list[np.ndarray]:
 class PhewConfig:
     """PHEW: biased random walks (input->output and output->input, alternating) until the budget."""
 
-    target_sparsity: float = opt(0.9, "walks stop once this sparsity is reached (achieved: within one kernel)")
-    walkers: int = opt(256, "walks simulated together per batch (speed only: walks are accepted in order)")
+    target_sparsity: float = opt(0.9, "walks stop once this sparsity is reached (achieved: within one kernel)",
+                                 check=sparsity_rule)
+    walkers: int = opt(256, "walks simulated together per batch (speed only: walks are accepted in order)",
+                      low=1)
 
-    def validate(self):
-        check_common(self.target_sparsity)
-        check_int("walkers", self.walkers, 1)
-        return self
+    def __post_init__(self):
+        validate_fields(self)
 
 
 @register("phew", config=PhewConfig, description="PHEW: magnitude-biased random walks, kernel granularity (data-free)")

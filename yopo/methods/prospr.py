@@ -8,12 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from ..core.config import opt
+from ..core.config import opt, validate_fields
 from ..core.layers import get_weight
 from ..core.registry import register
-from ..core.validate import check_float, check_int
 from .support.batches import get_batches
-from .support.checks import check_bool
 from .support.gradients import double_backward_attention, seeded
 
 
@@ -21,22 +19,16 @@ from .support.gradients import double_backward_attention, seeded
 class ProsprConfig:
     """ProsPr (Alizadeh et al. 2022): meta-gradient of the loss after a few SGD steps w.r.t. the mask."""
 
-    steps: int = opt(3, "inner SGD steps differentiated through (original: 3)")
-    lr: float = opt(0.1, "inner SGD learning rate")
-    momentum: float = opt(0.0, "inner SGD momentum (0 = plain SGD)")
-    batch_size: int = opt(1024, "examples per batch")
+    steps: int = opt(3, "inner SGD steps differentiated through (original: 3)", low=0, high=100)
+    lr: float = opt(0.1, "inner SGD learning rate", low=0.0)
+    momentum: float = opt(0.0, "inner SGD momentum (0 = plain SGD)", low=0.0, high=1.0)
+    batch_size: int = opt(1024, "examples per batch", low=1)
     same_batch: bool = opt(True, "use one batch for every inner step and the outer loss (--no-same-batch: "
                                  "consecutive batches, one per step plus one for the outer loss)")
     train_mode: bool = opt(True, "BatchNorm uses batch statistics while scoring (--no-train-mode: eval mode)")
 
-    def validate(self):
-        check_int("steps", self.steps, 0, 100)
-        check_float("lr", self.lr, 0.0)
-        check_float("momentum", self.momentum, 0.0, 1.0)
-        check_int("batch_size", self.batch_size, 1)
-        check_bool("train_mode", self.train_mode)
-        check_bool("same_batch", self.same_batch)
-        return self
+    def __post_init__(self):
+        validate_fields(self)
 
 
 @register("prospr", config=ProsprConfig, data_free=False, mutates=True,

@@ -6,10 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.config import opt
+from ..core.config import opt, sparsity_rule, validate_fields
 from ..core.registry import register
-from ..core.validate import check_int
-from .support.schedules import check_common
 from .support.structure import expander_scores, kernel_budget, kernel_view
 from .yopo.saliency import layer_seed
 
@@ -18,13 +16,13 @@ from .yopo.saliency import layer_seed
 class RregConfig:
     """RReg: random bipartite graph regular on both sides (up to divisibility), whole kernels."""
 
-    target_sparsity: float = opt(0.9, "sparsity the degrees are chosen for (achieved: nearest possible)")
-    swaps: int = opt(4, "degree-preserving edge-swap attempts per edge, to randomize the regular graph")
+    target_sparsity: float = opt(0.9, "sparsity the degrees are chosen for (achieved: nearest possible)",
+                                 check=sparsity_rule)
+    swaps: int = opt(4, "degree-preserving edge-swap attempts per edge, to randomize the regular graph",
+                     low=0, high=100)
 
-    def validate(self):
-        check_common(self.target_sparsity)
-        check_int("swaps", self.swaps, 0, 100)
-        return self
+    def __post_init__(self):
+        validate_fields(self)
 
 
 def regular_bipartite(o: int, i: int, edges: int, swaps: int, seed: int) -> torch.Tensor:

@@ -6,11 +6,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.config import opt
+from ..core.config import opt, validate_fields
 from ..core.registry import register
-from ..core.validate import check_int
 from .support.batches import get_batch
-from .support.checks import check_bool
 from .support.gradients import loss, prepare, seeded
 
 
@@ -18,13 +16,11 @@ from .support.gradients import loss, prepare, seeded
 class SnipConfig:
     """SNIP (Lee et al. 2019): connection sensitivity |dL/dc| = |g * w| on one batch."""
 
-    batch_size: int = opt(1024, "examples in the single scoring batch (paper App. E: 1024)")
+    batch_size: int = opt(1024, "examples in the single scoring batch (paper App. E: 1024)", low=1)
     train_mode: bool = opt(True, "BatchNorm uses batch statistics while scoring (--no-train-mode: eval mode)")
 
-    def validate(self):
-        check_int("batch_size", self.batch_size, 1)
-        check_bool("train_mode", self.train_mode)
-        return self
+    def __post_init__(self):
+        validate_fields(self)
 
 
 @register("snip", config=SnipConfig, data_free=False, mutates=True,

@@ -6,13 +6,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..core.config import opt
+from ..core.config import opt, sparsity_rule, validate_fields
 from ..core.layers import get_weight
 from ..core.registry import register
-from ..core.validate import check_choice, check_int
-from .support.checks import check_bool
 from .support.encoding import IterativeEncoder
-from .support.schedules import SCHEDULES, check_common
+from .support.encoding import MAX_ROUNDS
+from .support.schedules import SCHEDULES
 from .support.structure import first_prunable_module
 
 
@@ -21,25 +20,17 @@ class SynflowConfig:
     """SynFlow: K rounds of |dR/dw * w| on the linearized (|w|, all-ones input) net."""
 
     target_sparsity: float = opt(0.9, "final sparsity of the native schedule (calibrate at the same value "
-                                      "to get the method's own mask)")
-    iters: int = opt(100, "pruning rounds K (original and paper App. E: 100)")
+                                      "to get the method's own mask)", check=sparsity_rule)
+    iters: int = opt(100, "pruning rounds K (original and paper App. E: 100)", low=1, high=MAX_ROUNDS)
     schedule: str = opt("exponential", "sparsity after round k: exponential 1-(1-s)^(k/K) (original), or "
                                        "linear s*k/K", tuple(SCHEDULES))
     double: bool = opt(True, "compute in float64 (the original's option against overflow in deep nets)")
-    input_size: int = opt(32, "spatial size of the all-ones input (channels come from the first layer)")
+    input_size: int = opt(32, "spatial size of the all-ones input (channels come from the first layer)", low=1)
     input_shape: tuple[int, ...] = opt((), "full input shape without batch dim, e.g. 3 64 64 "
-                                           "(overrides input_size)")
+                                           "(overrides input_size)", low=1)
 
-    def validate(self):
-        check_common(self.target_sparsity, self.iters)
-        check_choice("schedule", self.schedule, tuple(SCHEDULES))
-        check_bool("double", self.double)
-        check_int("input_size", self.input_size, 1)
-        if not isinstance(self.input_shape, tuple):
-            raise TypeError(f"input_shape={self.input_shape!r} must be a tuple of ints")
-        for d in self.input_shape:
-            check_int("input_shape entry", d, 1)
-        return self
+    def __post_init__(self):
+        validate_fields(self)
 
 
 def _input_shape(model: nn.Module, cfg: SynflowConfig) -> tuple[int, ...]:

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..core.config import opt
+from ..core.config import opt, sparsity_rule, validate_fields
 from ..core.registry import register
-from .support.schedules import check_common
 from .support.structure import expander_scores, kernel_budget, kernel_view
 from .yopo.saliency import layer_seed
 
@@ -17,11 +16,11 @@ from .yopo.saliency import layer_seed
 class XnetConfig:
     """X-Net: each output channel connected to d input channels (d-left-regular), whole kernels."""
 
-    target_sparsity: float = opt(0.9, "sparsity the degrees are chosen for (achieved: nearest possible)")
+    target_sparsity: float = opt(0.9, "sparsity the degrees are chosen for (achieved: nearest possible)",
+                                 check=sparsity_rule)
 
-    def validate(self):
-        check_common(self.target_sparsity)
-        return self
+    def __post_init__(self):
+        validate_fields(self)
 
 
 @register("xnet", config=XnetConfig, description="X-Net: d-left-regular random expander, kernel granularity (data-free)")

@@ -19,7 +19,7 @@ def init_model(name: str, num_classes: int, seed: int, model_opts: dict | None =
     from ...models import build
     from ..train import TrainConfig
 
-    return build(name, num_classes, init=TrainConfig().init, seed=seed, **(model_opts or {}))
+    return build(name, num_classes, init=TrainConfig().weight_init, seed=seed, **(model_opts or {}))
 
 
 def _plt():

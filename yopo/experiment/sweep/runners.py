@@ -31,21 +31,38 @@ def resolve(name: str, builtins: dict) -> Callable:
 
 
 def train_config(settings: dict):
-    """The ``yopo.experiment.train.TrainConfig`` of a run: its train settings (unknown keys
-    dropped), the model/dataset axes and ``seed = init_seed`` (the initialization the masks belong
-    to)."""
+    """The ``yopo.experiment.train.TrainConfig`` of a run: its train settings (validated when the
+    sweep config was read: TrainConfig fields and the runner's own keys), the model/dataset axes and
+    ``seed = init_seed`` (the initialization the masks belong to)."""
     from ..train import TrainConfig
+    from .spec import RunnerOptions
 
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    t = {k: (tuple(v) if isinstance(v, list) else v) for k, v in settings["train"].items() if k in fields}
-    t.update(model=settings["model"], dataset=settings["dataset"], seed=int(settings.get("init_seed", settings["seed"])),
-             robust=settings.get("robust", "mad"))
+    runner_keys = {f.name for f in dataclasses.fields(RunnerOptions)}
+    t = {k: (tuple(v) if isinstance(v, list) else v) for k, v in settings["train"].items() if k not in runner_keys}
+    t.update(model=settings["model"], dataset=settings["dataset"],
+             seed=int(settings.get("init_seed", settings["seed"])))
     t.setdefault("progress", False)
     return TrainConfig(**t)
 
 
+def run_calibration(settings: dict, masks: dict):
+    """The run's masks as a :class:`yopo.core.calibration.Calibration` carrying the calibration
+    settings recorded for the run (layers its ``exclude`` left dense are not counted)."""
+    from ...core.calibration import Calibration, CalibrationSettings, excluded_layers
+    from ...core.config import from_mapping
+
+    cal_settings = from_mapping(CalibrationSettings, settings["calibration"])
+    dense = set()
+    if cal_settings.exclude:
+        dense = {n for n in excluded_layers(list(masks), cal_settings.exclude) if bool(masks[n].all())}
+    cal = Calibration.from_masks(masks, dense)
+    cal.settings = cal_settings
+    return cal
+
+
 def train_runner(settings: dict, masks: dict) -> dict:
-    """Train one run with ``yopo.experiment.train.run(cfg, masks=...)`` (resumable from its out_dir)."""
+    """Train one run with ``yopo.experiment.train.run(cfg, masks=...)`` (resumable from its out_dir).
+    Accuracies come back in percent, as the sweep stores them."""
     from ..train import run
 
     threads = settings["train"].get("threads")
@@ -54,9 +71,11 @@ def train_runner(settings: dict, masks: dict) -> dict:
 
         torch.set_num_threads(int(threads))
     cfg = train_config(settings)
-    res = run(cfg, method=settings["method"], sparsity=settings["sparsity"], mode=settings["mode"], masks=masks,
+    res = run(cfg, method=settings["method"], sparsity=settings["sparsity"], masks=run_calibration(settings, masks),
               out_dir=settings.get("out_dir"), resume=True, progress=bool(cfg.progress))
     res = dict(res)
+    # the sweep stores the diagnostics of its own calibration (families.run_masks: with its warnings)
+    res.pop("calibration", None)
     if settings.get("out_dir"):  # the run is finished: its resume checkpoint is no longer needed
         from ..train.loop import CHECKPOINT
 
@@ -64,9 +83,6 @@ def train_runner(settings: dict, masks: dict) -> dict:
             (Path(settings["out_dir"]) / CHECKPOINT).unlink(missing_ok=True)
     if len(json.dumps(res.get("history", []), default=str)) > 50000:
         res.pop("history")
-    for k in ("test_acc", "train_acc"):  # yopo.experiment.train reports fractions; the sweep stores percent
-        if res.get(k) is not None:
-            res[k] = 100.0 * float(res[k])
     return res
 
 

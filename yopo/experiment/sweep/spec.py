@@ -7,19 +7,57 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...core.allocation import canonical
+from ...core.calibration import CalibrationSettings
+from ...core.config import field_names, from_mapping, opt, to_mapping, validate_fields
+from ...core.presets import preset_values
 from ...core.registry import get_method, scoring_batch_size
+from ...core.validate import check_sparsity
 from ...models import input_kwargs
-from ..data import dataset_input_shape, num_classes_of
+from ..data import DATASETS, dataset_input_shape, num_classes_of
 from ..sanity import VARIANTS
 
 # train settings that locate or schedule a run but do not change its result: not hashed
 NON_IDENTITY = frozenset({"device", "data_root", "progress", "num_workers", "log_every", "out_dir", "sleep", "checkpoint",
                           "threads"})
 CROSS_SEED = ("none", "next", "all")
-SHORTHANDS = {"yopo-G": ("yopo", "global"), "yopo-L": ("yopo", "local"), "random": ("random", "local")}
+#: label -> (method, allocation); a suffix -std / -mad sets ``robust``
+SHORTHANDS = {"yopo-G": ("yopo", "global"), "yopo-L": ("yopo", "uniform"), "random": ("random", "uniform")}
+#: the keys of a method entry besides the CalibrationSettings fields
+METHOD_KEYS = ("label", "method", "preset", "opts", "mode")
+
+# A run id hashes each setting's *difference* from these values: the defaults when the ids were
+# introduced. So the ids of existing sweeps stay the same, and when a default changes (a new
+# recommended preset) the runs of the old default keep their own ids instead of silently standing
+# for the new settings. A new field must be added here with the value that reproduces the old
+# behaviour (calibration: ``allocation`` and ``robust`` are hashed as ``mode`` and ``robust``).
+IDENTITY_BASE = {
+    "calibration": {"ranking": "score", "min_keep": 1, "col_keep": 0, "min_layer_density": 0.0,
+                    "calibration_solver": "exact", "exclude": []},
+    "yopo": {"rank": 7, "iters": 200, "nmf_init": "uniform", "loss": "frobenius", "normalize": "none",
+             "per_channel": False, "per_channel_rank": 1, "eps": 1e-8, "max_batch_elems": 1 << 22,
+             "nmf_solver": "mu", "storage_dtype": "float32", "nmf_threads": 0},
+}
+
+
+#: options and keys renamed after run ids were introduced are hashed under their old names, so a
+#: renamed spelling is the same run (YopoConfig.RENAMED: init/solver/threads -> nmf_*; [train] and
+#: the family: init -> weight_init)
+OLD_NAMES = {"yopo": {"nmf_init": "init", "nmf_solver": "solver", "nmf_threads": "threads"},
+             "train": {"weight_init": "init"}}
+
+
+def _diff(values: dict, base: dict) -> dict:
+    return {k: v for k, v in sorted(values.items()) if k not in base or base[k] != v}
+
+
+def _old_names(d: dict, section: str) -> dict:
+    names = OLD_NAMES[section]
+    return {names.get(k, k): v for k, v in d.items()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -28,105 +66,217 @@ SHORTHANDS = {"yopo-G": ("yopo", "global"), "yopo-L": ("yopo", "local"), "random
 
 @dataclass(frozen=True)
 class MethodSpec:
+    """One method entry of a sweep: its ``label``, the scoring ``method``, the method's options
+    (``opts``; for YOPO the full :class:`YopoConfig`, preset and defaults resolved) and the
+    :class:`CalibrationSettings` that turn its scores into every run's masks."""
+
     label: str
     method: str
-    mode: str = "global"
-    robust: str = "mad"
+    calibration: CalibrationSettings = field(default_factory=CalibrationSettings)
     opts: tuple = ()  # sorted (key, value) pairs of the scoring method's options
+    preset: str | None = None
 
     @property
     def options(self) -> dict:
         return dict(self.opts)
 
+    @property
+    def mode(self) -> str:
+        """The allocation in the paper's words where it has one (global, layerwise, local)."""
+        return paper_mode(self.calibration.allocation)
+
+    @property
+    def robust(self) -> str:
+        return self.calibration.robust
+
     @classmethod
-    def parse(cls, item) -> "MethodSpec":
+    def parse(cls, item, calibration: Mapping | None = None) -> "MethodSpec":
+        """A method entry: a label (``"yopo-G"``, ``"snip"``, ``"yopo-L-std"``) or a table with
+        ``label``, ``method``, ``preset``, ``opts`` (the method's options) and any
+        :class:`CalibrationSettings` field (``mode`` = the paper's name of ``allocation``).
+        Calibration values, later ones winning: the defaults, the preset, ``calibration`` (the
+        sweep's ``[calibration]`` table), the label's shorthand, the entry's own keys."""
         if isinstance(item, str):
-            label, robust = item, "mad"
-            base = label
-            if base.endswith("-std"):
-                base, robust = base[:-4], "std"
-            elif base.endswith("-mad"):
-                base = base[:-4]
-            method, mode = SHORTHANDS.get(base, (base, "global"))
-            return cls(label, method, mode, robust)
-        if isinstance(item, dict):
-            unknown = set(item) - {"label", "method", "mode", "robust", "opts"}
-            if unknown:
-                raise ValueError(f"method entry {item}: unknown keys {sorted(unknown)}")
-            if "method" not in item and "label" not in item:
-                raise ValueError(f"method entry {item} needs 'method' or 'label'")
-            base = cls.parse(item.get("label", item.get("method")))
-            return cls(item.get("label", base.label), item.get("method", base.method), item.get("mode", base.mode),
-                       item.get("robust", base.robust), tuple(sorted((item.get("opts") or {}).items())))
-        raise ValueError(f"method entry must be a string or a table; got {item!r}")
+            item = {"label": item}
+        if not isinstance(item, Mapping):
+            raise ValueError(f"method entry must be a string or a table; got {item!r}")
+        allowed = list(METHOD_KEYS) + list(CAL_FIELDS)
+        unknown = sorted(set(item) - set(allowed))
+        if unknown:
+            raise ValueError(f"method entry {dict(item)}: unknown keys {unknown}; allowed: {allowed}")
+        if "method" not in item and "label" not in item:
+            raise ValueError(f"method entry {dict(item)} needs 'method' or 'label'")
+        label = str(item.get("label", item.get("method")))
+        base, short = label, {}
+        if base.endswith(("-std", "-mad")):
+            base, short["robust"] = base[:-4], base[-3:]
+        if base in SHORTHANDS:
+            short["allocation"] = SHORTHANDS[base][1]
+        method = str(item.get("method", SHORTHANDS.get(base, (base,))[0]))
+        entry = {k: v for k, v in item.items() if k in CAL_FIELDS}
+        if "mode" in item:
+            if "allocation" in item and canonical(item["allocation"]) != canonical(item["mode"]):
+                raise ValueError(f"method entry {label!r}: mode={item['mode']!r} and allocation="
+                                 f"{item['allocation']!r} disagree; mode is the paper's name of allocation")
+            entry["allocation"] = item["mode"]
+        preset = item.get("preset")
+        values = {**preset_values(preset, "calibration"), **dict(calibration or {}), **short, **entry}
+        cal = from_mapping(CalibrationSettings, values, what=f"method {label!r} calibration")
+        cal = cal.replace(allocation=canonical(cal.allocation))
+        if not isinstance(item.get("opts") or {}, Mapping):
+            raise ValueError(f"method entry {label!r}: opts must be a table of the method's options")
+        opts = _method_options(label, method, dict(item.get("opts") or {}), preset)
+        return cls(label, method, cal, tuple(sorted(opts.items())), preset)
+
+    def identity(self) -> dict:
+        """What of this entry goes into a run id (see :data:`IDENTITY_BASE`)."""
+        ident = {"label": self.label, "method": self.method, "mode": self.mode, "robust": self.robust,
+                 "opts": _old_names(_diff(self.options, IDENTITY_BASE["yopo"]), "yopo") if self.method == "yopo"
+                 else self.options}
+        rest = _diff({k: v for k, v in self.calibration.to_dict().items() if k not in ("allocation", "robust")},
+                     IDENTITY_BASE["calibration"])
+        if rest:
+            ident["calibration"] = rest
+        return ident
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "method": self.method, "mode": self.mode, "robust": self.robust,
-                "opts": self.options}
+        return {"label": self.label, "method": self.method, "preset": self.preset,
+                "calibration": self.calibration.to_dict(), "opts": self.options}
+
+
+CAL_FIELDS = tuple(field_names(CalibrationSettings))
+
+
+def paper_mode(allocation: str) -> str:
+    """``global``/``layerwise`` as they are, ``uniform`` as the paper's ``local``; other
+    allocations by their own name (stored in the results' ``mode`` column)."""
+    a = canonical(allocation)
+    return "local" if a == "uniform" else a
+
+
+def _method_options(label: str, method: str, opts: dict, preset: str | None) -> dict:
+    """The options a method entry scores with: YOPO's resolved in full (preset, then the entry's
+    ``opts``, over the defaults); a registered method's checked against its config (kept as given,
+    so its defaults stay the method's); an unregistered one's (a custom scorer's) as given."""
+    try:
+        config = get_method(method).config
+    except ValueError:  # not registered: a custom scorer may know it
+        return opts
+    what = f"method {label!r} opts"
+    if method == "yopo":
+        cfg = from_mapping(config, {**preset_values(preset, "yopo"), **opts}, what=what, renamed=config.RENAMED)
+        return to_mapping(cfg)
+    cfg = from_mapping(config, opts, what=what)
+    return {k: (list(v) if isinstance(v := getattr(cfg, k), tuple) else v) for k in opts}
+
+
+# the keys a [train] table may hold besides TrainConfig's fields: how the builtin runners execute
+@dataclass(frozen=True)
+class RunnerOptions:
+    threads: int | None = opt(None, "torch threads of a train run (e.g. 1 per worker on a shared machine)", low=1)
+    sleep: float = opt(0.0, "seconds the synthetic runner sleeps per run (simulated work)", low=0.0)
+
+    def __post_init__(self):
+        validate_fields(self)
+
+
+TRAIN_AXES = ("model", "dataset", "seed")  # set by the sweep's axes, never by [train]
+
+
+def check_train(table: Mapping, what: str) -> dict:
+    """A ``[train]`` table (merged with a ``dataset_settings`` table): TrainConfig fields and
+    :class:`RunnerOptions`, converted and validated by those dataclasses; returns it converted."""
+    from ..train.config import RENAMED, TrainConfig
+
+    table = dict(table)
+    axes = sorted(set(table) & set(TRAIN_AXES))
+    if axes:
+        raise ValueError(f"{what}: {axes} are set by the sweep's axes (models, datasets, seeds), not by [train]")
+    allowed = [k for k in field_names(TrainConfig) if k not in TRAIN_AXES] + field_names(RunnerOptions)
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        hints = [f"{k} -> {RENAMED[k]}" for k in unknown if k in RENAMED]
+        raise ValueError(f"{what}: unknown key(s) {unknown}" + (f" (moved: {'; '.join(hints)})" if hints else "")
+                         + f"; allowed: {sorted(allowed)}")
+    runner = {k: table[k] for k in field_names(RunnerOptions) if k in table}
+    cfg = from_mapping(TrainConfig, {k: v for k, v in table.items() if k not in runner}, what=what)
+    ro = from_mapping(RunnerOptions, runner, what=what)
+    out = {}
+    for k in table:
+        v = getattr(ro if k in runner else cfg, k)
+        out[k] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def _check_sparsities(name: str, value) -> None:
+    for v in value:
+        check_sparsity(v, f"{name} entry")
 
 
 @dataclass(frozen=True)
 class SweepSpec:
-    name: str
-    out: str
-    models: tuple
-    datasets: tuple
-    methods: tuple  # of MethodSpec
-    sparsities: tuple
-    seeds: tuple
-    variants: tuple = ("none",)
-    cross_seed: str = "none"
-    cross_dataset: bool = False
-    cross_methods: tuple | None = None  # labels that get transfer runs (default: all)
-    runner: str = "train"
-    scorer: str = "default"
-    train: dict = field(default_factory=dict)
-    dataset_settings: dict = field(default_factory=dict)
-    score_batch: int | None = None  # data-dependent scoring batch (default: the method's batch_size, else the training batch)
+    """A sweep config (JSON or TOML), validated from these declarations; see the package docstring."""
+
+    name: str = opt("sweep", "name of the sweep")
+    out: str | None = opt(None, "sweep folder (default runs/<name>)")
+    models: tuple[str, ...] = opt((), "architectures", min_items=1)
+    datasets: tuple[str, ...] = opt((), "datasets", DATASETS, min_items=1)
+    methods: tuple = opt((), "method entries (MethodSpec)", min_items=1)
+    sparsities: tuple[float, ...] = opt((), "target sparsities in [0, 1)", min_items=1, check=_check_sparsities)
+    seeds: tuple[int, ...] = opt((), "initialization seeds", low=0, min_items=1)
+    variants: tuple[str, ...] = opt(("none",), "sanity variants", VARIANTS)
+    cross_seed: str = opt("none", "I^3 runs: mask of seed s on init s' (next seed, or all others)", CROSS_SEED)
+    cross_dataset: bool = opt(False, "DTI runs: mask family of every other dataset")
+    cross_methods: tuple[str, ...] | None = opt(None, "labels that get transfer runs (default: all)")
+    runner: str = opt("train", "train | synthetic | module:function")
+    scorer: str = opt("default", "default | module:function")
+    train: dict = opt({}, "run settings (TrainConfig fields; threads, sleep)")
+    dataset_settings: dict = opt({}, "per-dataset overrides of train")
+    calibration: dict = opt({}, "calibration defaults of every method (CalibrationSettings fields)")
+    # data-dependent scoring batch (default: the method's batch_size, else the training batch)
+    score_batch: int | None = opt(None, "scoring batch of data-dependent methods", low=1)
+
+    def __post_init__(self):
+        validate_fields(self)
+        labels = [m.label for m in self.methods]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"sweep config: duplicate method labels {labels}")
+        if self.cross_methods is not None:
+            missing = sorted(set(self.cross_methods) - set(labels))
+            if missing:
+                raise ValueError(f"sweep config: cross_methods {missing} are not method labels {labels}")
 
     @classmethod
     def from_dict(cls, d: dict, *, base_dir: str | os.PathLike | None = None) -> "SweepSpec":
         d = dict(d)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
+        known = field_names(cls) + ["preset"]
+        unknown = sorted(set(d) - set(known))
         if unknown:
             raise ValueError(f"sweep config: unknown keys {unknown}; allowed: {sorted(known)}")
-        for key in ("models", "datasets", "methods", "sparsities", "seeds"):
-            if not d.get(key):
-                raise ValueError(f"sweep config: {key!r} must be a non-empty list")
+        if "preset" in d:  # a method-entry key, for every method
+            raise ValueError("sweep config: 'preset' belongs to a method entry ({label = ..., preset = "
+                             f"{d['preset']!r}}}), where it applies to that method")
         d.setdefault("name", "sweep")
         d.setdefault("out", f"runs/{d['name']}")
-        methods = tuple(MethodSpec.parse(m) for m in d["methods"])
-        labels = [m.label for m in methods]
-        if len(set(labels)) != len(labels):
-            raise ValueError(f"sweep config: duplicate method labels {labels}")
-        sp = tuple(float(s) for s in d["sparsities"])
-        if any(not 0.0 <= s < 1.0 for s in sp):
-            raise ValueError(f"sweep config: sparsities must lie in [0, 1); got {sp}")
-        variants = tuple(d.get("variants", ("none",)))
-        bad = [v for v in variants if v not in VARIANTS]
-        if bad:
-            raise ValueError(f"sweep config: unknown variants {bad}; allowed: {list(VARIANTS)}")
+        table = d.get("calibration") or {}
+        # checked on its own, so an error names the table rather than a method
+        from_mapping(CalibrationSettings, table, what="sweep config [calibration]")
+        d["calibration"] = dict(table)
+        d["methods"] = tuple(MethodSpec.parse(m, table) for m in (d.get("methods") or ()))
         cs = d.get("cross_seed", "none")
-        if cs is True:
-            cs = "all"
-        if cs in (False, None):
-            cs = "none"
-        if cs not in CROSS_SEED:
-            raise ValueError(f"sweep config: cross_seed must be one of {CROSS_SEED}; got {cs!r}")
-        cm = d.get("cross_methods")
-        if cm is not None:
-            missing = sorted(set(cm) - set(labels))
-            if missing:
-                raise ValueError(f"sweep config: cross_methods {missing} are not method labels {labels}")
-        out = d["out"]
-        return cls(name=str(d["name"]), out=str(out), models=tuple(d["models"]), datasets=tuple(d["datasets"]),
-                   methods=methods, sparsities=sp, seeds=tuple(int(s) for s in d["seeds"]), variants=variants,
-                   cross_seed=cs, cross_dataset=bool(d.get("cross_dataset", False)),
-                   cross_methods=tuple(cm) if cm is not None else None, runner=str(d.get("runner", "train")),
-                   scorer=str(d.get("scorer", "default")), train=dict(d.get("train") or {}),
-                   dataset_settings={k: dict(v) for k, v in (d.get("dataset_settings") or {}).items()},
-                   score_batch=int(d["score_batch"]) if d.get("score_batch") else None)
+        d["cross_seed"] = "all" if cs is True else "none" if cs in (False, None) else cs
+        d["train"] = check_train(d.get("train") or {}, "sweep config [train]")
+        ds = d.get("dataset_settings") or {}
+        if not isinstance(ds, Mapping):
+            raise ValueError("sweep config: dataset_settings must be a table of per-dataset tables")
+        for name, extra in ds.items():
+            check_train({**d["train"], **dict(extra)}, f"sweep config [dataset_settings.{name}]")
+        d["dataset_settings"] = {k: dict(v) for k, v in ds.items()}
+        try:
+            return from_mapping(cls, d, what="sweep config")
+        except (ValueError, TypeError) as e:
+            msg = str(e)
+            raise type(e)(msg if msg.startswith("sweep config") else f"sweep config: {msg}") from None
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -210,7 +360,7 @@ def _train_settings(spec: SweepSpec, dataset: str) -> dict:
 def _family(spec: SweepSpec, model: str, m: MethodSpec, seed: int, dataset: str, sparsity: float) -> dict:
     t = _train_settings(spec, dataset)
     fam = {"model": model, "num_classes": num_classes_of(dataset, t), "seed": seed, "method": m.method,
-           "opts": m.options, "init": t.get("init"), "model_opts": model_kwargs(model, dataset, t)}
+           "opts": m.options, "weight_init": t.get("weight_init"), "model_opts": model_kwargs(model, dataset, t)}
     if _needs_data(m.method):
         fam.update(dataset=dataset, score_batch=spec.score_batch or _method_batch(m) or _recipe_batch(dataset, t),
                    train={k: t.get(k) for k in ("data_root", "subset", "subset_seed", "image_size")})
@@ -222,6 +372,12 @@ def _family(spec: SweepSpec, model: str, m: MethodSpec, seed: int, dataset: str,
         # data-free methods that build their own input (SynFlow's all-ones) need the data's shape;
         # it is part of the family's identity: SynFlow on 32x32 ones differs from 64x64 ones
         fam["input_shape"] = list(dataset_input_shape(dataset, t))
+    budget = m.calibration.budget_method
+    if budget is not None and budget != m.method:
+        # allocation from:<method>: that method's scores (default options) travel in the family
+        # file, so every sparsity re-thresholds without rescoring
+        fam["budget"] = _family(spec, model, MethodSpec.parse({"label": budget, "method": budget}), seed, dataset,
+                                sparsity)
     return fam
 
 
@@ -247,11 +403,20 @@ def _recipe_batch(dataset: str, train: dict) -> int:
 
 
 def family_key(fam: dict) -> str:
-    """Hash of what a family depends on (the data location is not part of it)."""
-    ident = dict(fam)
+    """Hash of what a family depends on: the data location is not part of it, and YOPO's options
+    count by their difference from :data:`IDENTITY_BASE` (as in run ids)."""
+    return digest(_family_identity(fam))
+
+
+def _family_identity(fam: dict) -> dict:
+    ident = _old_names(fam, "train")
     if isinstance(ident.get("train"), dict):
         ident["train"] = {k: v for k, v in ident["train"].items() if k not in NON_IDENTITY}
-    return digest(ident)
+    if ident.get("method") == "yopo" and isinstance(ident.get("opts"), dict):
+        ident["opts"] = _old_names(_diff(ident["opts"], IDENTITY_BASE["yopo"]), "yopo")
+    if isinstance(ident.get("budget"), dict):
+        ident["budget"] = _family_identity(ident["budget"])
+    return ident
 
 
 def expand(spec: SweepSpec) -> list[Run]:
@@ -261,7 +426,7 @@ def expand(spec: SweepSpec) -> list[Run]:
     for model in spec.models:
         for dataset in spec.datasets:
             train = _train_settings(spec, dataset)
-            ident_train = {k: v for k, v in sorted(train.items()) if k not in NON_IDENTITY}
+            ident_train = _old_names({k: v for k, v in sorted(train.items()) if k not in NON_IDENTITY}, "train")
             for m in spec.methods:
                 for seed in spec.seeds:
                     for sp in spec.sparsities:
@@ -276,8 +441,7 @@ def expand(spec: SweepSpec) -> list[Run]:
                             if spec.cross_dataset:
                                 combos += [("none", seed, src) for src in spec.datasets if src != dataset]
                         for variant, mask_seed, mask_ds in combos:
-                            identity = {"model": model, "dataset": dataset, "label": m.label, "method": m.method,
-                                        "mode": m.mode, "robust": m.robust, "opts": m.options, "sparsity": sp,
+                            identity = {"model": model, "dataset": dataset, **m.identity(), "sparsity": sp,
                                         "seed": seed, "mask_seed": mask_seed, "mask_dataset": mask_ds,
                                         "variant": variant, "train": ident_train}
                             rid = digest(identity)
@@ -286,7 +450,10 @@ def expand(spec: SweepSpec) -> list[Run]:
                             if mask_ds != dataset:
                                 tfam = _family(spec, model, m, seed, dataset, sp)
                                 tkey = family_key(tfam)
-                            settings = dict(identity, train=train, sweep=spec.name)
+                            # the settings the masks are made with: recorded with the run, and
+                            # the only source the sweep builds them from (families.run_masks)
+                            settings = dict(identity, train=train, sweep=spec.name,
+                                            calibration=m.calibration.to_dict(), opts=m.options)
                             runs[rid] = Run(rid, identity, settings, family_key(fam), fam, tkey, tfam)
     return list(runs.values())
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ...core.config import opt
-from ...core.validate import check_choice, check_float, check_int
+from ...core.config import opt, validate_fields
 from ...models import INITS
 from ..data import AUGMENTS, DATASETS
 
@@ -46,76 +45,73 @@ DEFAULT_MODEL = {"digits": "cnn_digits", "mnist1d": "conv1d_mnist1d", "cifar10":
                  "imagefolder": "resnet20", "tinyimagenet": "cifar_resnet18", "imagenet": "resnet50"}
 
 
+#: TrainConfig fields renamed or moved (old name -> where it is now); sweep files get this hint
+RENAMED = {"init": "weight_init",
+           "exclude": "[calibration] exclude (a calibration setting: CalibrationSettings)",
+           "robust": "[calibration] robust (a calibration setting: CalibrationSettings)",
+           "min_keep": "[calibration] min_keep (a calibration setting: CalibrationSettings)"}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that determines a training run. ``None`` fields are filled by :meth:`resolved`
-    from the dataset's default recipe (``RECIPES``) and model; ``num_classes`` comes from the data.
+    """Everything that determines a training run besides the mask. ``None`` fields are filled by
+    :meth:`resolved` from the dataset's default recipe (``RECIPES``) and model; ``num_classes``
+    comes from the data. How scores become masks is a
+    :class:`yopo.core.calibration.CalibrationSettings` (``run(..., calibration=...)``), not part of
+    this config. Every rule below is checked when the config is built.
     """
 
     model: str | None = opt(None, "architecture (see `yopo models`); default depends on the dataset")
     dataset: str = opt("digits", "dataset (digits and mnist1d are offline demos)", DATASETS)
     data_root: str | None = opt(None, "dataset folder (ImageFolder train/ test/, or torchvision CIFAR root)")
-    num_classes: int | None = opt(None, "classifier outputs; default: from the data")
+    num_classes: int | None = opt(None, "classifier outputs; default: from the data", low=1)
     recipe: str | None = opt(None, "named recipe (App. F); default: cifar / tinyimagenet / imagenet / quick by dataset",
                              tuple(RECIPES))
-    epochs: int | None = opt(None, "epochs; default from the recipe")
-    batch_size: int | None = opt(None, "global batch size (split over DDP ranks); default from the recipe")
-    lr: float | None = opt(None, "initial learning rate; default from the recipe (0.2 for WRN on CIFAR)")
-    momentum: float | None = opt(None, "SGD momentum; default from the recipe (0.9)")
-    weight_decay: float | None = opt(None, "weight decay; default from the recipe (5e-4)")
+    epochs: int | None = opt(None, "epochs; default from the recipe", low=1)
+    batch_size: int | None = opt(None, "global batch size (split over DDP ranks); default from the recipe", low=1)
+    lr: float | None = opt(None, "initial learning rate; default from the recipe (0.2 for WRN on CIFAR)", low=0.0,
+                           low_open=True)
+    momentum: float | None = opt(None, "SGD momentum; default from the recipe (0.9)", low=0.0, high=1.0)
+    weight_decay: float | None = opt(None, "weight decay; default from the recipe (5e-4)", low=0.0)
     schedule: str | None = opt(None, "learning-rate schedule; default from the recipe", SCHEDULES)
-    seed: int = opt(0, "seed of the init, the scoring method, data order and augmentation")
-    init: str = opt("kaiming_normal", "weight initialization scheme", INITS)
-    subset: int | None = opt(None, "train on a class-balanced subset of this many training images")
-    subset_seed: int = opt(0, "seed choosing the subset (kept fixed across training seeds)")
-    test_subset: int | None = opt(None, "evaluate on a class-balanced subset of this many test images")
+    seed: int = opt(0, "seed of the init, the scoring method, data order and augmentation", low=0)
+    weight_init: str = opt("kaiming_normal", "weight initialization of the model (the same in `yopo prune`, so a "
+                           "family fits the model train builds)", INITS)
+    subset: int | None = opt(None, "train on a class-balanced subset of this many training images", low=1)
+    subset_seed: int = opt(0, "seed choosing the subset (kept fixed across training seeds)", low=0)
+    test_subset: int | None = opt(None, "evaluate on a class-balanced subset of this many test images", low=1)
     augment: str = opt("auto", "augmentation; auto = the paper's for the dataset", AUGMENTS)
-    image_size: int | None = opt(None, "resize images to this size when decoding (ImageNet: crop size)")
+    image_size: int | None = opt(None, "resize images to this size when decoding (ImageNet: crop size)", low=1)
     device: str = opt("auto", "cpu, cuda, cuda:1, ... ; auto = cuda when available")
     amp: bool | None = opt(None, "mixed precision (GPU only); default: the recipe's")
-    workers: int = opt(2, "loader processes (streamed ImageNet only)")
+    workers: int = opt(2, "loader processes (streamed ImageNet only)", low=0)
     cache_dir: str | None = opt(None, "cache for decoded images (default $YOPO_CACHE or ~/.cache/yopo)")
-    eval_every: int = opt(1, "evaluate on the test set every N epochs (and after the last)")
-    exclude: tuple[str, ...] = opt((), "glob patterns of layers not to prune, or :first / :last")
-    robust: str = opt("mad", "calibration statistics (MORT)", ("mad", "std"))
-    min_keep: int = opt(1, "weights kept in every output row (MORT)")
+    eval_every: int = opt(1, "evaluate on the test set every N epochs (and after the last)", low=1)
     progress: bool = opt(True, "show a tqdm progress bar")
     checkpoint: bool = opt(True, "write a checkpoint every epoch (when there is an output folder)")
 
+    def __post_init__(self):
+        validate_fields(self)
+
     def resolved(self, num_classes: int | None = None) -> "TrainConfig":
-        """A copy with every ``None`` default filled in (and checked)."""
-        check_choice("dataset", self.dataset, DATASETS)
-        check_choice("init", self.init, INITS)
+        """A copy with every ``None`` default filled in (validated like any TrainConfig)."""
         recipe = self.recipe or DEFAULT_RECIPE[self.dataset]
-        check_choice("recipe", recipe, tuple(RECIPES))
         r = RECIPES[recipe]
         model = self.model or DEFAULT_MODEL[self.dataset]
         lr = self.lr
         if lr is None:
             lr = 0.2 if (recipe == "cifar" and model.startswith("wrn")) else r.lr
-        out = dataclasses.replace(
+        return dataclasses.replace(
             self, model=model, recipe=recipe, epochs=r.epochs if self.epochs is None else self.epochs,
             batch_size=r.batch_size if self.batch_size is None else self.batch_size, lr=lr,
             momentum=r.momentum if self.momentum is None else self.momentum,
             weight_decay=r.weight_decay if self.weight_decay is None else self.weight_decay,
             schedule=self.schedule or r.schedule,
             num_classes=self.num_classes if self.num_classes is not None else num_classes)
-        check_int("epochs", out.epochs, 1)
-        check_int("batch_size", out.batch_size, 1)
-        check_float("lr", out.lr, 0.0, low_open=True)
-        check_float("momentum", out.momentum, 0.0, 1.0)
-        check_float("weight_decay", out.weight_decay, 0.0)
-        check_choice("schedule", out.schedule, SCHEDULES)
-        check_int("eval_every", out.eval_every, 1)
-        if out.subset is not None:
-            check_int("subset", out.subset, 1)
-        return out
 
     @property
     def recipe_obj(self) -> Recipe:
         return RECIPES[self.recipe or DEFAULT_RECIPE[self.dataset]]
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["exclude"] = list(d["exclude"])
-        return d
+        return dataclasses.asdict(self)

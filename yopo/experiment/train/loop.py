@@ -109,7 +109,7 @@ def _all_sum(t: torch.Tensor, world: int) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, *, amp: bool = False, world: int = 1) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of ``model`` over ``loader`` (summed over DDP ranks)."""
+    """(mean cross-entropy, accuracy in percent) of ``model`` over ``loader`` (summed over DDP ranks)."""
     was = model.training
     model.eval()
     dev = next(model.parameters()).device
@@ -123,7 +123,7 @@ def evaluate(model: nn.Module, loader, *, amp: bool = False, world: int = 1) -> 
     model.train(was)
     acc = _all_sum(acc, world)
     n = max(float(acc[2]), 1.0)
-    return float(acc[0]) / n, float(acc[1]) / n
+    return float(acc[0]) / n, 100.0 * float(acc[1]) / n
 
 
 def _write_logs(out_dir: Path, history: list[dict]) -> None:
@@ -227,14 +227,14 @@ def train(model: nn.Module, data, cfg: TrainConfig, out_dir=None, resume: bool =
         sums = _all_sum(sums, world)
         state.epoch = epoch + 1
         metrics = {"epoch": state.epoch, "step": state.step, "lr": opt.param_groups[0]["lr"],
-                   "train_loss": float(sums[0] / sums[2]), "train_acc": float(sums[1] / sums[2])}
+                   "train_loss": float(sums[0] / sums[2]), "train_acc": 100.0 * float(sums[1] / sums[2])}
         if state.epoch % cfg.eval_every == 0 or state.epoch == cfg.epochs:
             metrics["test_loss"], metrics["test_acc"] = evaluate(model, data.test, amp=amp, world=world)
         metrics["time_s"] = time.perf_counter() - t0
         state.history.append(metrics)
         if show:
             print(f"epoch {state.epoch}/{cfg.epochs}  train_loss {metrics['train_loss']:.4f}  "
-                  f"train_acc {metrics['train_acc']:.4f}" + (f"  test_acc {metrics['test_acc']:.4f}"
+                  f"train_acc {metrics['train_acc']:.2f}%" + (f"  test_acc {metrics['test_acc']:.2f}%"
                                                              if "test_acc" in metrics else "")
                   + f"  {metrics['time_s']:.1f}s", flush=True)
         if out is not None and rank == 0:

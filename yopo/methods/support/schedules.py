@@ -1,9 +1,5 @@
-"""Sparsity schedules of the iterative methods (SynFlow, iterative SNIP) and the check of their
-common options."""
+"""Sparsity schedules of the iterative methods (SynFlow, iterative SNIP)."""
 from __future__ import annotations
-
-from ...core.validate import check_int, check_sparsity
-from .encoding import MAX_ROUNDS
 
 
 def exponential_schedule(sparsity: float, rounds: int) -> list[float]:
@@ -17,9 +13,3 @@ def linear_schedule(sparsity: float, rounds: int) -> list[float]:
 
 
 SCHEDULES = {"exponential": exponential_schedule, "linear": linear_schedule}
-
-
-def check_common(target_sparsity: float, rounds: int | None = None) -> None:
-    check_sparsity(target_sparsity, "target_sparsity")
-    if rounds is not None:
-        check_int("iters", rounds, 1, MAX_ROUNDS)

@@ -6,12 +6,12 @@ import warnings
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
-from ...core.config import opt
+from ...core.config import opt, validate_fields
 from ...core.layers import flat
-from ...core.validate import check_choice, check_int, check_float
 from .nmf import INITS, LOSSES, SOLVERS, get_update, init_factors
 
 NORMALIZE = ("none", "median")
@@ -19,42 +19,44 @@ STORAGE_DTYPES = ("float32", "bfloat16", "float16")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
+def _check_solver_loss(cfg: "YopoConfig") -> None:
+    if cfg.nmf_solver != "mu" and cfg.loss != "frobenius":
+        raise ValueError(f"nmf_solver={cfg.nmf_solver!r} supports loss='frobenius' only; got loss={cfg.loss!r}")
+
+
 @dataclass(frozen=True)
 class YopoConfig:
-    """Settings of the YOPO saliency (paper defaults: rank 7, 200 MU steps, eps 1e-8)."""
+    """Settings of the YOPO saliency (paper defaults: rank 7, 200 MU steps, eps 1e-8). Validated
+    from these declarations when built (``ValueError``/``TypeError`` naming the field)."""
 
-    rank: int = opt(7, "NMF rank r (clipped to min(out, in) with a warning)")
-    iters: int = opt(200, "multiplicative-update steps T")
-    init: str = opt("uniform", "factor init: seeded U[0,1), nonnegative SVD, or NNDSVD with zeros filled", INITS)
+    #: fields renamed so that every command spells an option the same way (old -> new); old family
+    #: files and streamed runs are read through this map, and the old names get a hint in errors
+    RENAMED: ClassVar[dict] = {"init": "nmf_init", "solver": "nmf_solver", "threads": "nmf_threads"}
+
+    rank: int = opt(7, "NMF rank r (clipped to min(out, in) with a warning)", low=1)
+    iters: int = opt(200, "NMF steps T (multiplicative updates; passes over W for the fast solvers)", low=1)
+    nmf_init: str = opt("uniform", "NMF factor init: seeded U[0,1), nonnegative SVD, or NNDSVD with zeros filled",
+                        INITS)
     loss: str = opt("frobenius", "NMF objective", LOSSES)
     normalize: str = opt("none", "divide |W| by median(|W|)+eps before the NMF", NORMALIZE)
     per_channel: bool = opt(False, "factor each output row on its own (rank --per-channel-rank)")
-    per_channel_rank: int = opt(1, "rank of the per-output-channel factorization")
-    eps: float = opt(1e-8, "added to every multiplicative-update denominator")
-    max_batch_elems: int = opt(1 << 22, "cap on B*o*d per batched NMF call (keeps a batch in cache; memory)")
-    solver: str = opt("mu", "NMF solver: mu = the paper's multiplicative updates; amu = accelerated MU, "
-                      "hals = accelerated HALS (frobenius loss; --iters then counts passes over W: "
-                      "hals needs ~10, amu ~15-20 to reach MU-200's objective)", SOLVERS)
+    per_channel_rank: int = opt(1, "rank of the per-output-channel factorization", low=1)
+    eps: float = opt(1e-8, "added to every multiplicative-update denominator", low=0.0, low_open=True)
+    max_batch_elems: int = opt(1 << 22, "cap on B*o*d per batched NMF call (keeps a batch in cache; memory)", low=1)
+    nmf_solver: str = opt("mu", "NMF solver: mu = the paper's multiplicative updates; amu = accelerated MU, "
+                          "hals = accelerated HALS (frobenius loss; --iters then counts passes over W: "
+                          "hals needs ~10, amu ~15-20 to reach MU-200's objective)", SOLVERS)
     storage_dtype: str = opt("float32", "dtype |W| is stored in during the NMF (products accumulate in "
                              "float32, factors and the residual stay float32)", STORAGE_DTYPES)
-    threads: int = opt(0, "intra-op CPU threads during the NMF (0 = auto: 1 for batches under 2^20 entries, "
-                       "where threads only add synchronization, else torch's setting)")
+    nmf_threads: int = opt(0, "intra-op CPU threads during the NMF (0 = auto: 1 for batches under 2^20 entries, "
+                           "where threads only add synchronization, else torch's setting)", low=0)
 
-    def validate(self) -> "YopoConfig":
-        check_int("rank", self.rank, 1)
-        check_int("iters", self.iters, 1)
-        check_int("per_channel_rank", self.per_channel_rank, 1)
-        check_int("max_batch_elems", self.max_batch_elems, 1)
-        check_int("threads", self.threads, 0)
-        check_choice("solver", self.solver, SOLVERS)
-        check_choice("storage_dtype", self.storage_dtype, STORAGE_DTYPES)
-        if self.solver != "mu" and self.loss != "frobenius":
-            raise ValueError(f"solver={self.solver!r} supports loss='frobenius' only; got loss={self.loss!r}")
-        check_choice("init", self.init, INITS)
-        check_choice("loss", self.loss, LOSSES)
-        check_choice("normalize", self.normalize, NORMALIZE)
-        check_float("eps", self.eps, 0.0, low_open=True)
-        return self
+    def __post_init__(self):
+        validate_fields(self)
+        _check_solver_loss(self)  # the one cross-field rule
+
+
+RENAMED = YopoConfig.RENAMED
 
 
 def layer_seed(seed: int, name: str) -> int:
@@ -148,7 +150,7 @@ def plan_batches(shapes: dict[str, tuple[int, int]], cfg: YopoConfig) -> list[Ba
     groups: dict[tuple[int, int, int], list[str]] = defaultdict(list)
     for name, (o, d) in shapes.items():
         groups[(o, d, layer_rank(name, o, d, cfg))].append(name)
-    pack = cfg.solver in PACK_SOLVERS and not cfg.per_channel  # per-channel: rows of same-shaped layers
+    pack = cfg.nmf_solver in PACK_SOLVERS and not cfg.per_channel  # per-channel: rows of same-shaped layers
     batches: list[Batch] = []
     small: dict[int, list[str]] = defaultdict(list)
     for (o, d, rank), names in groups.items():
@@ -195,10 +197,10 @@ def _factor_batch(W: torch.Tensor, rank: int, seeds: list[int], cfg: YopoConfig,
     ``shapes`` marks zero-padded members (see ``init_factors``)."""
     store = _DTYPES[cfg.storage_dtype]
     Ws = W if store == W.dtype else W.to(store)
-    V, H = init_factors(Ws, rank, cfg.init, seeds, shapes)
-    n = cfg.threads if cfg.threads > 0 else (1 if W.numel() < _SMALL and W.device.type == "cpu" else 0)
+    V, H = init_factors(Ws, rank, cfg.nmf_init, seeds, shapes)
+    n = cfg.nmf_threads if cfg.nmf_threads > 0 else (1 if W.numel() < _SMALL and W.device.type == "cpu" else 0)
     with _threads(n):
-        get_update(cfg.loss, cfg.solver)(Ws, V, H, cfg.iters, cfg.eps)
+        get_update(cfg.loss, cfg.nmf_solver)(Ws, V, H, cfg.iters, cfg.eps)
     del Ws
     return residual(W, V, H)
 
@@ -213,7 +215,6 @@ def yopo_saliency(weights: dict[str, torch.Tensor], cfg: YopoConfig, seed: int =
     cache-resident), small layers packed for call-bound solvers; each layer keeps its own seeded
     init, so batching does not change its factors.
     """
-    cfg.validate()
     mats: dict[str, torch.Tensor] = {}
     for name, w in weights.items():
         dev = torch.device(device) if device is not None else w.device

@@ -1,0 +1,52 @@
+"""Named bundles of settings (``--preset NAME`` in ``yopo prune`` / ``yopo train``, ``preset = NAME``
+in a sweep's method entry).
+
+A preset gives values for fields of :class:`yopo.core.calibration.CalibrationSettings` and of
+:class:`yopo.methods.yopo.YopoConfig`. It is applied *before* explicit settings: flags given on the
+command line (or keys of a sweep's tables) win over the preset's values, and the preset's values
+win over the dataclass defaults. A preset is recorded by its resolved values (the run identity of a
+sweep and a family's metadata hold the settings, not the preset's name), so two ways of asking for
+the same settings give the same run.
+
+Adding a preset is one entry in :data:`PRESETS`; ``tests/test_config.py`` builds every preset's
+settings, so a misspelt field fails there.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Preset:
+    description: str
+    calibration: Mapping = field(default_factory=dict)  # CalibrationSettings field values
+    yopo: Mapping = field(default_factory=dict)  # YopoConfig field values (method "yopo" only)
+
+
+PRESETS: dict[str, Preset] = {
+    # the method exactly as published (Alg. 1 + Alg. 2): every setting that changes the mask pinned,
+    # so the preset keeps meaning the paper when the defaults change
+    "paper": Preset(
+        "YOPO as published: rank 7, T = 200 Lee-Seung MU steps from a seeded uniform init, plain |W|, "
+        "pooled MORT (allocation global = YOPO-G) with median/MAD statistics, score ranking, one survivor "
+        "per output row, every layer pruned",
+        calibration={"allocation": "global", "ranking": "score", "robust": "mad", "min_keep": 1, "col_keep": 0,
+                     "min_layer_density": 0.0, "exclude": ()},
+        yopo={"rank": 7, "iters": 200, "nmf_solver": "mu", "nmf_init": "uniform", "loss": "frobenius",
+              "normalize": "none", "per_channel": False, "eps": 1e-8, "storage_dtype": "float32"}),
+}
+
+
+def get_preset(name: str) -> Preset:
+    from .validate import check_choice
+
+    check_choice("preset", name, sorted(PRESETS))
+    return PRESETS[name]
+
+
+def preset_values(name: str | None, section: str) -> dict:
+    """The values preset ``name`` gives to ``section`` ("calibration" or "yopo"); {} for None."""
+    if name is None:
+        return {}
+    return dict(getattr(get_preset(name), section))
