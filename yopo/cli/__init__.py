@@ -25,6 +25,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Compute a saliency once, then derive masks at any exact sparsity.",
     )
     parser.add_argument("--version", action="version", version=f"yopo {__import__('yopo').__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more output (-v: debug lines); progress bars show on a terminal only")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, modname in COMMANDS.items():
         importlib.import_module(modname).add_parser(sub, name)
@@ -34,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ..core.progress import configure
+
+    configure(args.verbose - args.quiet)
     try:
         return int(args.run(args) or 0)
     except (ValueError, TypeError, KeyError, FileNotFoundError) as e:

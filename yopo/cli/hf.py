@@ -39,6 +39,7 @@ def add_parser(sub, name):
 def run(args) -> int:
     from ..integrations.hf_stream import default_threads_env
     default_threads_env()
+    from ..core.progress import get_logger
     from ..integrations.hf_stream import hf_config, peak_rss_mb, stream_calibrate, stream_saliency
 
     a = from_args(HfArgs, args)
@@ -48,7 +49,8 @@ def run(args) -> int:
     check_int("min_keep", a.min_keep, 0)
     config = hf_config(a.hf_config)
     man = stream_saliency(config, cfg, a.out, seed=a.seed, score_dtype=a.score_dtype, shard_mb=a.shard_mb,
-                          include_lm_head=a.include_lm_head, max_layers=a.max_layers, log=print, resume=a.resume)
+                          include_lm_head=a.include_lm_head, max_layers=a.max_layers, resume=a.resume,
+                          log=get_logger("hf").info)  # stderr lines that keep the progress bar whole
     print(f"scored {len(man['layers'])} layers, {man['numel']:,} weights in {man['seconds']:.1f}s "
           f"(NMF {man['nmf_seconds']:.1f}s), peak RSS {man['peak_rss_mb']:.0f} MiB -> {a.out}")
     if a.sparsity is not None:

@@ -8,7 +8,15 @@ def add_parser(sub, name):
                        "done in OUT/results.sqlite. Saliency is computed once per (model, seed, method settings) "
                        "and re-thresholded for every sparsity. Interrupt at any time; rerunning resumes.")
     p.add_argument("config", help="sweep config (.json or .toml)")
-    p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default: 1)")
+    p.add_argument("--workers", type=int, default=1, help="parallel worker processes of the local executor "
+                   "(default: 1, in this process)")
+    p.add_argument("--executor", default="local", choices=["local", "ray", "submitit"],
+                   help="where runs execute: local (this machine, --workers processes), ray (a Ray cluster or a "
+                   "local Ray instance), submitit (SLURM jobs; cluster=local for local processes); results go to "
+                   "the same OUT/results.sqlite either way (docs/sweeps.md)")
+    p.add_argument("--executor-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="option of the ray/submitit executor, e.g. address=auto, num_cpus=2 (ray); cluster=slurm, "
+                   "slurm_partition=gpu, timeout_min=120, gpus_per_node=1 (submitit); repeatable")
     p.add_argument("--out", default=None, help="sweep folder (overrides the config's 'out')")
     p.add_argument("--runner", default=None, help="train | synthetic | module:function (overrides the config)")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failed run")
@@ -23,7 +31,9 @@ def run(args) -> int:
     import json
     from pathlib import Path
 
+    from ..core.progress import get_logger
     from ..experiment.sweep import ResultsDB, SweepSpec, expand, load_config, run_sweep
+    from ..experiment.sweep.execute import SweepFailed, SweepInterrupted
 
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1; got {args.workers}")
@@ -47,7 +57,7 @@ def run(args) -> int:
         db_path = Path(spec.out) / "results.sqlite"
         done = set()
         if db_path.exists():
-            with ResultsDB(db_path) as db:
+            with ResultsDB(db_path, readonly=True) as db:  # a dry run writes nothing
                 done = db.done_ids()
         for r in runs:
             i = r.identity
@@ -57,6 +67,25 @@ def run(args) -> int:
         print(f"{len(runs)} runs, {sum(r.id in done for r in runs)} done, "
               f"{len({r.family_key for r in runs})} saliency families")
         return 0
-    summary = run_sweep(spec, workers=args.workers, fail_fast=args.fail_fast, limit=args.limit)
+    if args.executor == "local" and args.executor_opt:
+        raise ValueError("--executor-opt is for --executor ray or submitit")
+    options = {}
+    for kv in args.executor_opt:
+        k, sep, v = kv.partition("=")
+        if not sep or not k:
+            raise ValueError(f"--executor-opt expects KEY=VALUE; got {kv!r}")
+        options[k] = v
+    log = get_logger("sweep")
+    try:
+        summary = run_sweep(spec, workers=args.workers, fail_fast=args.fail_fast, limit=args.limit,
+                            executor=args.executor, executor_options=options)
+    except SweepInterrupted as e:
+        s = e.summary
+        log.warning(f"interrupted: {s.done} runs recorded done and {s.failed} failed in this invocation; runs in "
+                    f"flight were stopped and not recorded. Rerun the same command to resume.")
+        return 130
+    except SweepFailed as e:
+        log.error(f"stopped (--fail-fast): {e}")
+        return 1
     print(summary)
     return 1 if summary.failed else 0

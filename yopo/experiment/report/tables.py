@@ -16,10 +16,10 @@ from ..store import ResultsDB
 
 
 def load_runs(db_path) -> tuple[list[dict], list[dict], dict]:
-    """(done runs as flat dicts, families, meta) of a sweep database."""
+    """(done runs as flat dicts, families, meta) of a sweep database, opened read-only."""
     if not Path(db_path).exists():
         raise FileNotFoundError(f"results database {db_path} does not exist")
-    with ResultsDB(db_path) as db:
+    with ResultsDB(db_path, readonly=True) as db:
         runs = []
         for r in db.runs("done"):
             d = {k: v for k, v in r.items() if k not in ("result", "settings")}
