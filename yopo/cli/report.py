@@ -15,7 +15,7 @@ def add_parser(sub, name):
     p.add_argument("--ranks", type=int, nargs="*", default=[2, 4, 7, 10], help="NMF ranks of Fig. 3b")
     p.add_argument("--iters", type=int, default=200, help="NMF steps for saliency computed by the report")
     p.add_argument("--profile-sparsities", type=float, nargs="*", default=[0.5, 0.7, 0.8, 0.9, 0.95, 0.98],
-                   help="target sparsities of the layer profiles (Figs. 1b, 5)")
+                   help="target sparsities of the layer profiles (Figs. 1b, 5), besides every sparsity of the sweep")
     p.add_argument("--formats", nargs="*", default=["png", "pdf"], choices=["png", "pdf", "svg"])
     p.add_argument("--no-saliency-figures", action="store_true", help="skip Figs. 1b, 3b, 5")
     p.set_defaults(run=run)
@@ -29,9 +29,13 @@ def run(args) -> int:
     db = Path(args.db)
     if db.is_dir():
         db = db / "results.sqlite"
-    made = build_report(db, args.out, model=args.model, num_classes=args.num_classes, seed=args.seed,
-                        ranks=tuple(args.ranks), iters=args.iters, profile_sparsities=tuple(args.profile_sparsities),
-                        formats=tuple(args.formats), saliency_figures=not args.no_saliency_figures)
+    try:
+        made = build_report(db, args.out, model=args.model, num_classes=args.num_classes, seed=args.seed,
+                            ranks=tuple(args.ranks), iters=args.iters,
+                            profile_sparsities=tuple(args.profile_sparsities), formats=tuple(args.formats),
+                            saliency_figures=not args.no_saliency_figures)
+    except ImportError as e:  # the optional 'report' extra (matplotlib, pandas, tabulate) is missing
+        raise ValueError(f"{e}; the report needs: pip install 'yopo[report]'") from None
     print(f"wrote {len(made['tables'])} table files and {len(made['figures'])} figure files to {args.out}")
     for k, v in made["skipped"].items():
         print(f"  skipped {k}: {v}")

@@ -36,9 +36,35 @@ def execute(run: Run, folder, runner: Callable) -> dict:
     res.setdefault("wall_s", time.perf_counter() - t0)
     for k, v in info.items():
         res.setdefault(k, v)
+    res.setdefault("machine", machine())  # where the run ran (a pool worker, a Ray node, a SLURM job)
     if "test_acc" not in res:
         raise RuntimeError(f"runner returned no test_acc for run {run.id}: {sorted(res)}")
     return res
+
+
+def machine() -> dict:
+    """The CPU (model name and the flags that change matmul speed), cores, torch and its threads,
+    and the accelerator if one is visible: recorded with every run, shown by reports next to times."""
+    import os
+    import platform
+
+    import torch
+
+    cpu, flags = platform.processor() or platform.machine(), []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, val = line.partition(":")
+            if key.strip() == "model name":
+                cpu = val.strip()
+            elif key.strip() == "flags":
+                have = set(val.split())
+                flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in have]
+                break
+    out = {"cpu": cpu, "cpu_flags": flags, "cores": os.cpu_count(), "torch": torch.__version__,
+           "threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        out["gpu"] = torch.cuda.get_device_name(0)
+    return out
 
 
 def _execute_by_name(run: Run, folder, runner_name: str, tag: str = "") -> dict:
@@ -169,14 +195,21 @@ def _families(pending, folder, db, ex, scorer, in_process, counts, log, fail_fas
                     raise SweepFailed(f"family {out.key} failed: {out.error.splitlines()[-1]}")
                 continue
             path, dt = out.result
-            db.record_family(out.key, path, f, dt)
+            db.record_family(out.key, _relative(path, folder), f, dt)
             counts["families"] += 1
             log(f"  family {out.key} ({f['method']}, seed {f['seed']}): {dt:.2f}s")
     for k, f in fams.items():  # files present but not registered (e.g. killed between the two)
         if k not in known and k not in missing:
             p = family_path(folder, k)
-            db.record_family(k, str(p), f, float(load_family(p).meta.get("score_time_s", math.nan)))
+            db.record_family(k, _relative(p, folder), f, float(load_family(p).meta.get("score_time_s", math.nan)))
     return failed
+
+
+def _relative(path, folder) -> str:
+    """A family file as the store records it: relative to the sweep folder (which may move)."""
+    import os
+
+    return os.path.relpath(Path(path).resolve(), Path(folder).resolve())
 
 
 def _describe(run: Run) -> str:

@@ -319,7 +319,9 @@ class RayExecutor(Executor):
         self.opts = _options(options, RAY_OPTIONS, "ray")
         self.started = False
         if not ray.is_initialized():
-            kw = {"include_dashboard": False, "log_to_driver": True}
+            quiet = not get_logger().isEnabledFor(logging.DEBUG)  # Ray's start-up chatter only with -v
+            kw = {"include_dashboard": False, "log_to_driver": True,
+                  "logging_level": logging.ERROR if quiet else logging.INFO}
             if self.opts["address"]:
                 kw["address"] = self.opts["address"]
             elif self.opts["local_cpus"]:
@@ -384,7 +386,7 @@ class SubmititExecutor(Executor):
             raise ValueError("executor 'submitit' needs submitit: pip install 'yopo[slurm]'") from None
         self.opts = o = _options(options, SUBMITIT_OPTIONS, "submitit")
         folder = Path(o["folder"] or Path(sweep_folder) / "submitit")
-        self.executor = submitit.AutoExecutor(folder=folder / "%j", cluster=o["cluster"])
+        self.executor = submitit.AutoExecutor(folder=folder, cluster=o["cluster"])
         params = {"timeout_min": int(o["timeout_min"]), "cpus_per_task": int(o["cpus_per_task"]),
                   "name": "yopo-sweep"}
         if int(o["gpus_per_node"]):
@@ -402,6 +404,8 @@ class SubmititExecutor(Executor):
         self.jobs: list = []
 
     def map_unordered(self, tasks):
+        if not tasks:
+            return
         threads = max(1, int(self.opts["cpus_per_task"]))
         with self.executor.batch():
             submitted = [(self.executor.submit(_submitit_task, t.fn, t.args, threads), t) for t in tasks]
