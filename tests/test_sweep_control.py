@@ -152,3 +152,15 @@ def test_executor_choice_and_options_are_checked(tmp_path):
         make_executor("submitit", options={"parttion": "gpu"}, sweep_folder=tmp_path)
     with pytest.raises(ValueError, match="timeout_min='soon' must be an integer"):
         make_executor("submitit", options={"timeout_min": "soon", "cluster": "local"}, sweep_folder=tmp_path)
+
+
+def test_cli_checks_executor_options_before_running(tmp_path, capsys):
+    from yopo.cli import main
+
+    cfg = _config(tmp_path, sleep=0.0, n=2)
+    assert main(["sweep", str(cfg), "--executor", "ray", "--executor-opt", "num_cpu=2", "--dry-run"]) == 2
+    assert "'num_cpu' is not an option of executor 'ray'" in capsys.readouterr().err
+    assert main(["sweep", str(cfg), "--executor-opt", "address=auto"]) == 2
+    assert "--executor-opt is for --executor ray or submitit" in capsys.readouterr().err
+    assert main(["sweep", str(cfg), "--executor", "ray", "--executor-opt", "address", "--dry-run"]) == 2
+    assert not (tmp_path / "out" / "results.sqlite").exists()  # nothing ran, nothing was written

@@ -37,11 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from ..core.progress import configure
+    from ..core.progress import configured
 
-    configure(args.verbose - args.quiet)
     try:
-        return int(args.run(args) or 0)
+        with configured(args.verbose - args.quiet):  # log lines and progress bars (yopo.core.progress)
+            return int(args.run(args) or 0)
     except (ValueError, TypeError, KeyError, FileNotFoundError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"yopo {args.command}: error: {msg}", file=sys.stderr)

@@ -34,6 +34,7 @@ def run(args) -> int:
     from ..core.progress import get_logger
     from ..experiment.sweep import ResultsDB, SweepSpec, expand, load_config, run_sweep
     from ..experiment.sweep.execute import SweepFailed, SweepInterrupted
+    from ..experiment.sweep.executors import check_options
 
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1; got {args.workers}")
@@ -52,6 +53,15 @@ def run(args) -> int:
             val = v
         d.setdefault("train", {})[k] = val
     spec = SweepSpec.from_dict(d)
+    if args.executor == "local" and args.executor_opt:
+        raise ValueError("--executor-opt is for --executor ray or submitit")
+    options = {}
+    for kv in args.executor_opt:
+        k, sep, v = kv.partition("=")
+        if not sep or not k:
+            raise ValueError(f"--executor-opt expects KEY=VALUE; got {kv!r}")
+        options[k] = v
+    check_options(args.executor, options)  # before a dry run too
     if args.dry_run:
         runs = expand(spec)
         db_path = Path(spec.out) / "results.sqlite"
@@ -67,14 +77,6 @@ def run(args) -> int:
         print(f"{len(runs)} runs, {sum(r.id in done for r in runs)} done, "
               f"{len({r.family_key for r in runs})} saliency families")
         return 0
-    if args.executor == "local" and args.executor_opt:
-        raise ValueError("--executor-opt is for --executor ray or submitit")
-    options = {}
-    for kv in args.executor_opt:
-        k, sep, v = kv.partition("=")
-        if not sep or not k:
-            raise ValueError(f"--executor-opt expects KEY=VALUE; got {kv!r}")
-        options[k] = v
     log = get_logger("sweep")
     try:
         summary = run_sweep(spec, workers=args.workers, fail_fast=args.fail_fast, limit=args.limit,

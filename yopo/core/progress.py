@@ -76,6 +76,21 @@ def configure(verbosity: int = 0, stream=None) -> logging.Logger:
     return log
 
 
+@contextlib.contextmanager
+def configured(verbosity: int = 0, stream=None):
+    """:func:`configure` for the duration of a block, then the ``yopo`` logger as it was (the
+    command line's ``main`` is also called in-process, e.g. by tests)."""
+    log = get_logger()
+    saved = (list(log.handlers), log.level, log.propagate)
+    configure(verbosity, stream)
+    try:
+        yield log
+    finally:
+        log.handlers[:] = saved[0]
+        log.setLevel(saved[1])
+        log.propagate = saved[2]
+
+
 def bars_enabled(stream=None) -> bool:
     """Bars show when the ``yopo`` logger is enabled for INFO and stderr is a terminal, unless the
     environment sets ``YOPO_PROGRESS=0`` (sweep worker processes do: their terminal is the parent's)."""

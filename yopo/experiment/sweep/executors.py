@@ -433,15 +433,23 @@ class SubmititExecutor(Executor):
         self.jobs = []
 
 
-def make_executor(name: str, *, workers: int = 1, options: dict | None = None, sweep_folder=".") -> Executor:
-    """The executor ``name`` (one of :data:`EXECUTORS`)."""
+def check_options(name: str, options: dict) -> dict:
+    """Parse and check ``--executor-opt`` values without starting anything (for ``--dry-run``)."""
     from ...core.validate import check_choice
 
     check_choice("executor", name, EXECUTORS)
-    options = dict(options or {})
     if name == "local":
         if options:
             raise ValueError(f"executor 'local' takes no --executor-opt (got {sorted(options)}); use --workers")
+        return {}
+    return _options(options, RAY_OPTIONS if name == "ray" else SUBMITIT_OPTIONS, name)
+
+
+def make_executor(name: str, *, workers: int = 1, options: dict | None = None, sweep_folder=".") -> Executor:
+    """The executor ``name`` (one of :data:`EXECUTORS`)."""
+    options = dict(options or {})
+    check_options(name, options)
+    if name == "local":
         return InProcess() if workers <= 1 else LocalPool(workers)
     if name == "ray":
         return RayExecutor(options)
