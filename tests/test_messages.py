@@ -26,11 +26,13 @@ def test_errors_suggest_the_fix(capsys):
     assert "did you mean 0.9?" in _err(capsys, ["prune", "--sparsity", "90"])
     assert "did you mean 0.98?" in _err(capsys, ["train", "--sparsity", "98", "--epochs", "1"])
     assert "did you mean 'resnet20'?" in _err(capsys, ["prune", "--model", "resnet2"])
-    assert "did you mean" not in _err(capsys, ["prune", "--sparsity", "1.0"])  # 100% is not a percentage typo
-    with pytest.raises(ValueError, match=r"method='yopp' is not allowed; did you mean 'yopo'\? choose one of"):
+    assert "did you mean 0.05?" in _err(capsys, ["prune", "--sparsity", "5"])
+    for ambiguous in ("1.0", "1.2", "250"):  # no guess where the intent is unclear
+        assert "did you mean" not in _err(capsys, ["prune", "--sparsity", ambiguous])
+    with pytest.raises(ValueError, match=r"method='yopp' is not allowed; choose one of \[.*\]; did you mean 'yopo'\?$"):
         yopo.score(torch.nn.Linear(4, 4), "yopp")
-    assert suggest("ResNet20", ["resnet20", "resnet32"]) == "did you mean 'resnet20'? "
-    assert suggest("vgg1", ["vgg11", "vgg13"]) == "did you mean 'vgg11'? "
+    assert suggest("ResNet20", ["resnet20", "resnet32"]) == "; did you mean 'resnet20'?"
+    assert suggest("vgg1", ["vgg11", "vgg13"]) == "; did you mean 'vgg11'?"
     assert suggest("zzzz", ["resnet20"]) == ""
     with pytest.raises(ValueError, match="did you mean 'global'"):
         check_choice("mode", "globl", ["global", "local"])

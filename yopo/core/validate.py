@@ -10,18 +10,18 @@ from collections.abc import Iterable
 def check_choice(name: str, value, allowed: Iterable) -> None:
     allowed = list(allowed)
     if value not in allowed:
-        raise ValueError(f"{name}={value!r} is not allowed; {suggest(value, allowed)}choose one of {allowed}")
+        raise ValueError(f"{name}={value!r} is not allowed; choose one of {allowed}{suggest(value, allowed)}")
 
 
 def suggest(value, allowed: Iterable) -> str:
-    """``"did you mean 'resnet20'? "`` for the closest allowed value, else ``""``: the shortest
+    """``"; did you mean 'resnet20'?"`` for the closest allowed value, else ``""``: the shortest
     allowed value that starts with ``value`` (``resnet2`` -> ``resnet20``, not the equally close
     ``resnet32``), else difflib's closest match (case-insensitive)."""
     names = {str(a).lower(): str(a) for a in allowed}
     v = str(value).lower()
     prefixed = sorted((n for n in names if n.startswith(v)), key=len) if v else []
     close = prefixed[:1] or difflib.get_close_matches(v, list(names), n=1, cutoff=0.6)
-    return f"did you mean {names[close[0]]!r}? " if close else ""
+    return f"; did you mean {names[close[0]]!r}?" if close else ""
 
 
 def as_real(value):
@@ -59,9 +59,10 @@ def check_sparsity(value, name: str = "sparsity") -> float:
         raise TypeError(f"{name}={raw!r} must be a float in [0, 1)")
     value = float(value)
     if not math.isfinite(value) or not 0.0 <= value < 1.0:
-        # 1 < value < 100 is most likely a percentage
-        hint = f"did you mean {value / 100:g}? " if 1.0 < value < 100.0 else ""
-        raise ValueError(f"{name}={value!r} is out of range; {hint}allowed: 0 <= {name} < 1")
+        # 90 or 99.5 is a percentage; 1.2 could be anything: no guess
+        percent = 10.0 <= value < 100.0 or (1.0 < value < 10.0 and value.is_integer())
+        hint = f"; did you mean {value / 100:g}?" if percent else ""
+        raise ValueError(f"{name}={value!r} is out of range; allowed: 0 <= {name} < 1{hint}")
     return value
 
 
