@@ -35,7 +35,7 @@ def _check(tmp_path, executor, options):
 
 def test_ray_executor(tmp_path):
     pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'yopo[ray]'")
-    _check(tmp_path, "ray", {"local_cpus": "2"})
+    _check(tmp_path, "ray", {"local_cpus": "1"})  # one worker process: the cheapest Ray start
 
 
 def test_submitit_executor_local_cluster(tmp_path):

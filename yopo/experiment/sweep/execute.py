@@ -16,7 +16,7 @@ from typing import Callable
 
 from ...core.progress import bar as progress_bar, get_logger, prefixed
 from ..store import ResultsDB
-from .executors import InProcess, Task, format_error, make_executor
+from .executors import InProcess, Task, make_executor
 from .families import ensure_family, family_path, load_family, run_masks
 from .runners import RUNNERS, SCORERS, resolve
 from .spec import Run, SweepSpec, expand
