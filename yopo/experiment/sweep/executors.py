@@ -205,11 +205,22 @@ class LocalPool(Executor):
         while len(self.workers) < min(self.size, len(queue)):
             self._start()
         while queue or any(w.task is not None for w in self.workers):
-            for w in self.workers:
-                if w.task is None and queue:
-                    w.task = queue.popleft()
-                    w.conn.send((w.task.fn, w.task.args))
+            for w in list(self.workers):
+                if w.task is not None or not queue:
+                    continue
+                task = queue.popleft()
+                try:
+                    w.conn.send((task.fn, task.args))
+                    w.task = task
+                except (BrokenPipeError, ConnectionError, EOFError, OSError):  # died while idle: replace it
+                    queue.appendleft(task)
+                    self._reap(w)
+                    self._start()
+                except Exception as e:  # noqa: BLE001 - e.g. arguments that cannot be pickled: that task fails
+                    yield Outcome(task.key, None, f"the task could not be sent to a worker process: {e!r}")
             busy = [w for w in self.workers if w.task is not None]
+            if not busy:
+                continue
             ready = set(wait([w.conn for w in busy] + [w.proc.sentinel for w in busy]))
             for w in busy:
                 dead = False
