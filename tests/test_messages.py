@@ -110,3 +110,14 @@ def test_bars_and_prefixes(monkeypatch, capsys):
         logging.getLogger("yopo").handlers.clear()
         logging.getLogger("yopo").setLevel(logging.NOTSET)
         logging.getLogger("yopo").propagate = True
+
+
+def test_command_line_choices_suggest_too(capsys):
+    from yopo.cli import main
+
+    for argv, hint in ((["prune", "--mode", "glob"], "did you mean 'global'?"), (["swep"], "did you mean 'sweep'?"),
+                       (["sweep", "x.toml", "--executor", "rey"], "did you mean 'ray'?")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1].endswith(hint)

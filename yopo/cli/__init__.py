@@ -18,8 +18,22 @@ COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a did-you-mean for choices (``--mode glob`` -> ``'global'``); subcommand
+    parsers inherit it."""
+
+    def _check_value(self, action, value):
+        if action.choices is not None and value not in action.choices:
+            from ..core.validate import suggest
+
+            allowed = ", ".join(map(repr, action.choices))
+            raise argparse.ArgumentError(action, f"invalid choice: {value!r} (choose from {allowed})"
+                                                 f"{suggest(value, action.choices)}")
+        super()._check_value(action, value)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="yopo",
         description="Pruning at initialization with once-only, data-free saliency (You Only Prune Once). "
         "Compute a saliency once, then derive masks at any exact sparsity.",
