@@ -61,6 +61,14 @@ def build_config(args) -> dict:
             "train": train, "dataset_settings": {"cifar10": {"num_classes": 10}}}
 
 
+def portable(cfg: dict) -> dict:
+    """The config as shipped: folders relative to the repository root (no absolute paths)."""
+    import os
+
+    rel = lambda p: os.path.relpath(p, ROOT) if os.path.isabs(p) else p  # noqa: E731
+    return dict(cfg, out=rel(cfg["out"]), train=dict(cfg["train"], data_root=rel(cfg["train"]["data_root"])))
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="1 seed, 1 epoch, 1k train / 1k test images, 2 methods")
@@ -92,7 +100,7 @@ def main(argv=None) -> int:
     db = args.out / "results.sqlite"
     t0 = time.time()
     if not args.report_only:
-        write_json(args.out / "sweep.json", cfg)
+        write_json(args.out / "sweep.json", portable(cfg))
         if args.dense:  # unpruned baseline: sparsity 0 = every weight kept, same recipe and seeds
             dense = dict(cfg, name=cfg["name"] + "_dense", methods=["magnitude"], sparsities=[0.0])
             print(run_sweep(SweepSpec.from_dict(dense), workers=args.workers))

@@ -25,11 +25,21 @@ COMMANDS = {
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with a one-line usage error (argparse prints the usage block, then the error)."""
+    """argparse with a one-line usage error (argparse prints the usage block, then the error) and a
+    did-you-mean for choices (``--mode glob`` -> ``'global'``); subcommand parsers inherit it."""
 
     def error(self, message):
         line = " ".join(str(message).split())
         self.exit(2, f"{self.prog}: error: {line} (see {self.prog} --help)\n")
+
+    def _check_value(self, action, value):
+        if action.choices is not None and value not in action.choices:
+            from ..core.validate import suggest
+
+            allowed = ", ".join(map(repr, action.choices))
+            raise argparse.ArgumentError(action, f"invalid choice: {value!r} (choose from {allowed})"
+                                                 f"{suggest(value, action.choices)}")
+        super()._check_value(action, value)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
         "Compute a saliency once, then derive masks at any exact sparsity.",
     )
     parser.add_argument("--version", action="version", version=f"yopo {__import__('yopo').__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="more output (-v: debug lines); progress bars show on a terminal only")
+    parser.add_argument("-q", "--quiet", action="count", default=0, help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
     for name, modname in COMMANDS.items():
         importlib.import_module(modname).add_parser(sub, name)
@@ -82,6 +95,8 @@ def _one_line(e: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from ..core.progress import configured
+
     prefix = f"yopo {args.command}"
 
     def show(message, category, filename, lineno, file=None, line=None):
@@ -90,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = show
         try:
-            return int(args.run(args) or 0)
+            with configured(args.verbose - args.quiet):  # log lines and progress bars (yopo.core.progress)
+                return int(args.run(args) or 0)
         except (ValueError, TypeError, KeyError, OSError) as e:
             print(f"{prefix}: error: {_one_line(e)}", file=sys.stderr)
             return 2

@@ -53,6 +53,7 @@ def run(args) -> int:
     from ..integrations.hf_stream import default_threads_env
     default_threads_env()
     from ..core.io import check_out_dir, check_out_file
+    from ..core.progress import get_logger
     from ..integrations.hf_stream import (check_stream_args, hf_config, parse_overrides, peak_rss_mb,
                                           stream_calibrate, stream_saliency)
 
@@ -71,7 +72,8 @@ def run(args) -> int:
         check_out_file(a.mask_out, "--mask-out")
     config = hf_config(a.hf_config, parse_overrides(a.set))
     man = stream_saliency(config, cfg, a.out, seed=a.seed, score_dtype=a.score_dtype, shard_mb=a.shard_mb,
-                          include_lm_head=a.include_lm_head, max_layers=a.max_layers, log=print, resume=a.resume)
+                          include_lm_head=a.include_lm_head, max_layers=a.max_layers, resume=a.resume,
+                          log=get_logger("hf").info)  # stderr lines that keep the progress bar whole
     for line in man["skipped"]:  # what the prunable-layer rule left out, and why
         print(line)
     print(f"scored {len(man['layers'])} layers, {man['numel']:,} weights in {man['seconds']:.1f}s "

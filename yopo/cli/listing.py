@@ -14,13 +14,29 @@ def add_parser(sub, name):
 
 
 def run_methods(args) -> int:
+    import shutil
+    import textwrap
+
     from ..core.registry import available_methods, get_method
 
+    rows = []
     for name in available_methods():
         m = get_method(name)
+        desc = m.description
+        for tag in (" (data-free)", " (needs data)"):  # the kind has its own column
+            desc = desc.removesuffix(tag)
         opts = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(m.config))
-        kind = "data-free" if m.data_free else "needs data"
-        print(f"{name:12s} {kind:10s} {m.description}" + (f"\n{'':23s} options: {opts}" if opts else ""))
+        rows.append((name, "data-free" if m.data_free else "needs data", desc, opts))
+    w_name = max(len("METHOD"), *(len(r[0]) for r in rows))
+    w_kind = max(len("DATA"), *(len(r[1]) for r in rows))
+    indent = " " * (w_name + w_kind + 4)
+    width = max(60, shutil.get_terminal_size((100, 24)).columns)
+    wrap = dict(width=width, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False)
+    print(f"{'METHOD':{w_name}s}  {'DATA':{w_kind}s}  DESCRIPTION / options")
+    for name, kind, desc, opts in rows:
+        print(f"{name:{w_name}s}  {kind:{w_kind}s}  " + textwrap.fill(desc, **wrap)[len(indent):])
+        if opts:
+            print(textwrap.fill(f"options: {opts}", **dict(wrap, subsequent_indent=indent + "  ")))
     return 0
 
 

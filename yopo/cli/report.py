@@ -25,7 +25,8 @@ class ReportArgs:
     ranks: tuple[int, ...] = opt((2, 4, 7, 10), "NMF ranks of Fig. 3b", low=1)
     iters: int = opt(200, "NMF steps for saliency computed by the report", low=1)
     profile_sparsities: tuple[float, ...] = opt((0.5, 0.7, 0.8, 0.9, 0.95, 0.98), "target sparsities of the layer "
-                                                "profiles (Figs. 1b, 5)", check=_check_sparsities)
+                                                "profiles (Figs. 1b, 5), besides every sparsity of the sweep",
+                                                check=_check_sparsities)
     formats: tuple[str, ...] = opt(("png", "pdf"), "figure formats", FORMATS)
     saliency_figures: bool = opt(True, "draw Figs. 1b, 3b, 5 (they compute saliency)")
 
@@ -51,9 +52,12 @@ def run(args) -> int:
     db = Path(a.db)
     if db.is_dir():
         db = db / "results.sqlite"
-    made = build_report(db, a.out, model=a.model, num_classes=a.num_classes, seed=a.seed, ranks=a.ranks,
-                        iters=a.iters, profile_sparsities=a.profile_sparsities, formats=a.formats,
-                        saliency_figures=a.saliency_figures)
+    try:
+        made = build_report(db, a.out, model=a.model, num_classes=a.num_classes, seed=a.seed, ranks=a.ranks,
+                            iters=a.iters, profile_sparsities=a.profile_sparsities, formats=a.formats,
+                            saliency_figures=a.saliency_figures)
+    except ImportError as e:  # the optional 'report' extra (matplotlib, pandas, tabulate) is missing
+        raise ValueError(f"{e}; the report needs: pip install 'yopo[report]'") from None
     print(f"wrote {len(made['tables'])} table files and {len(made['figures'])} figure files to {a.out}")
     for k, v in made["skipped"].items():
         print(f"  skipped {k}: {v}")

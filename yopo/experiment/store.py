@@ -9,6 +9,7 @@ import math
 import socket
 import sqlite3
 import time
+import urllib.parse
 from pathlib import Path
 
 SCHEMA = """
@@ -25,14 +26,57 @@ CREATE TABLE IF NOT EXISTS families (
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
 """
 RUN_COLUMNS = ("model", "dataset", "label", "method", "mode", "robust", "sparsity", "seed", "mask_seed",
-               "mask_dataset", "variant")
+               "mask_dataset", "variant")  # the run's identity axes
+RESULT_COLUMNS = ("test_acc", "test_loss", "train_loss", "time_s", "calib_time_s", "achieved_sparsity")
+
+
+def _insert(table: str, row: dict) -> str:
+    """``INSERT OR REPLACE`` of ``row`` with one named parameter per column (generated, so the
+    columns and the values cannot drift apart)."""
+    return (f"INSERT OR REPLACE INTO {table} ({', '.join(row)}) "
+            f"VALUES ({', '.join(':' + k for k in row)})")
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A read-only connection. Without a ``-wal`` file beside it (no writer, nothing pending) the
+    file is opened ``immutable``: SQLite then creates no ``-wal``/``-shm`` files next to it either.
+    With one (a sweep is running, or was killed), ``mode=ro`` reads the pending WAL too."""
+    uri = "file:" + urllib.parse.quote(str(path.resolve()))
+    wal = path.with_name(path.name + "-wal")
+    queries = ["mode=ro", "mode=ro&immutable=1"] if wal.exists() else ["mode=ro&immutable=1"]
+    err = None
+    for query in queries:
+        conn = sqlite3.connect(f"{uri}?{query}", uri=True, timeout=60.0)
+        try:
+            conn.execute("SELECT 1 FROM runs LIMIT 1").fetchall()
+            return conn
+        except sqlite3.OperationalError as e:
+            conn.close()
+            if "no such table" in str(e):
+                raise ValueError(f"{path} is not a yopo sweep database (no runs table)") from None
+            err = e  # e.g. mode=ro on WAL without permission to create the -shm index
+        except sqlite3.DatabaseError as e:
+            conn.close()
+            raise ValueError(f"{path} is not a yopo sweep database ({e})") from None
+    raise ValueError(f"cannot read {path}: {err}")
 
 
 class ResultsDB:
-    """The sweep database. Every write is one transaction; readers see only finished runs."""
+    """The sweep database. Every write is one transaction; readers see only finished runs.
 
-    def __init__(self, path):
+    ``readonly=True`` (what reports use) opens the file with SQLite's ``mode=ro`` (see
+    :func:`_connect_readonly`): no schema, no journal-mode change, no write of any kind, and it
+    works on a read-only file."""
+
+    def __init__(self, path, *, readonly: bool = False):
         self.path = Path(path)
+        self.readonly = readonly
+        if readonly:
+            if not self.path.is_file():
+                raise FileNotFoundError(f"results database {self.path} does not exist")
+            self.conn = _connect_readonly(self.path)
+            self.conn.row_factory = sqlite3.Row
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(str(self.path), timeout=60.0, isolation_level=None)
         self.conn.row_factory = sqlite3.Row
@@ -71,34 +115,33 @@ class ResultsDB:
         transaction."""
         status = "done" if error is None else "failed"
         r = result or {}
-        vals = {c: run.identity[c] for c in RUN_COLUMNS}
+        row = {"id": run.id, "sweep": run.settings.get("sweep"), "status": status,
+               **{c: run.identity[c] for c in RUN_COLUMNS},
+               **{c: _num(r.get(c)) for c in RESULT_COLUMNS},
+               "family": run.family_key, "settings": json.dumps(run.settings, sort_keys=True, default=str),
+               "result": json.dumps(r, sort_keys=True, default=_jsonable), "error": error,
+               "host": socket.gethostname(), "finished": time.time()}
         with self.transaction() as c:
-            c.execute(
-                "INSERT OR REPLACE INTO runs (id, sweep, status, " + ", ".join(RUN_COLUMNS) +
-                ", test_acc, test_loss, train_loss, time_s, calib_time_s, achieved_sparsity, family, settings, "
-                "result, error, host, finished) VALUES (" + ", ".join(["?"] * (len(RUN_COLUMNS) + 15)) + ")",
-                (run.id, run.settings.get("sweep"), status, *[vals[c] for c in RUN_COLUMNS],
-                 _num(r.get("test_acc")), _num(r.get("test_loss")), _num(r.get("train_loss")), _num(r.get("time_s")),
-                 _num(r.get("calib_time_s")), _num(r.get("achieved_sparsity")), run.family_key,
-                 json.dumps(run.settings, sort_keys=True, default=str),
-                 json.dumps(r, sort_keys=True, default=_jsonable), error, socket.gethostname(), time.time()))
+            c.execute(_insert("runs", row), row)
 
     def record_family(self, key: str, path: str, fam: dict, score_time_s: float) -> None:
+        row = {"key": key, "path": str(path), **{c: fam.get(c) for c in ("model", "method", "seed", "dataset")},
+               "score_time_s": score_time_s, "settings": json.dumps(fam, sort_keys=True, default=str),
+               "created": time.time()}
         with self.transaction() as c:
-            c.execute("INSERT OR REPLACE INTO families VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                      (key, str(path), fam.get("model"), fam.get("method"), fam.get("seed"), fam.get("dataset"),
-                       score_time_s, json.dumps(fam, sort_keys=True, default=str), time.time()))
+            c.execute(_insert("families", row), row)
 
     def set_meta(self, key: str, value) -> None:
         with self.transaction() as c:
-            c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value, default=str)))
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (:key, :value)",
+                      {"key": key, "value": json.dumps(value, default=str)})
 
     def meta(self) -> dict:
         return {r[0]: json.loads(r[1]) for r in self.conn.execute("SELECT key, value FROM meta")}
 
     def runs(self, status: str | None = "done") -> list[dict]:
-        q = "SELECT * FROM runs" + (" WHERE status = ?" if status else "") + " ORDER BY rowid"
-        rows = self.conn.execute(q, (status,) if status else ())
+        q = "SELECT * FROM runs" + (" WHERE status = :status" if status else "") + " ORDER BY rowid"
+        rows = self.conn.execute(q, {"status": status})
         out = []
         for row in rows:
             d = dict(row)
@@ -116,7 +159,7 @@ class ResultsDB:
         return out
 
     def count(self, status: str = "done") -> int:
-        return self.conn.execute("SELECT COUNT(*) FROM runs WHERE status = ?", (status,)).fetchone()[0]
+        return self.conn.execute("SELECT COUNT(*) FROM runs WHERE status = :status", {"status": status}).fetchone()[0]
 
 
 def _num(v):

@@ -268,7 +268,8 @@ def stream_saliency(config, cfg: YopoConfig, out_dir, *, seed: int = 0, score_dt
             buf, buf_bytes = {}, 0
             write_json(progress, {"key": key, "layers": layers, "shards": shards})
 
-    for i, spec in enumerate(specs):
+    from ..core.progress import track  # a bar with ETA on a terminal
+    for i, spec in enumerate(track(specs, "yopo hf", "layer")):
         if i < len(layers):  # written before an interruption
             continue
         w = materialize(spec, seed)

@@ -40,17 +40,27 @@ __all__ = ["FIG_FORMATS", "Table", "build_report", "fig2_acc_vs_sparsity", "fig3
            "table8_time", "table_sanity"]
 
 
-def _profile_scores(runs, families, model: str | None, num_classes: int | None, seed: int, iters: int):
+def family_file(f: dict, db_path) -> Path | None:
+    """The file of a family row: ``families/<key>.safetensors`` beside the database (where a sweep
+    keeps it, wherever the folder was moved), else the path recorded at the time."""
+    for p in (Path(db_path).parent / "families" / f"{f['key']}.safetensors", Path(db_path).parent / f["path"]):
+        if p.is_file():
+            return p
+    return None
+
+
+def _profile_scores(runs, families, model: str | None, num_classes: int | None, seed: int, iters: int, db_path):
     """Saliency for the layer profiles: a cached YOPO family of the sweep when there is one, else
     computed now for ``model``. Returns (scores, model, num_classes, model_opts, note)."""
     from ...core.family import Family
 
     for f in families:
-        if f["method"] == "yopo" and (model is None or f["model"] == model) and Path(f["path"]).exists():
-            fam = Family.load(f["path"])
+        path = family_file(f, db_path) if f["method"] == "yopo" else None
+        if path is not None and (model is None or f["model"] == model):
+            fam = Family.load(path)
             st = f.get("settings") or {}
             return (fam.scores, f["model"], st.get("num_classes") or fam.meta.get("num_classes") or 10,
-                    st.get("model_opts"), f"(cached family {f['key']})")
+                    st.get("model_opts"), f"(YOPO saliency of seed {f['seed']}, from the sweep)")
     model = model or (runs[0]["model"] if runs else None)
     if model is None:
         return None, None, None, None, ""
@@ -67,7 +77,7 @@ def _profile_scores(runs, families, model: str | None, num_classes: int | None, 
         except (FileNotFoundError, ValueError):  # a dataset of unknown shape that cannot be loaded here
             opts = {}
     m = init_model(model, nc, seed, opts)
-    return score(m, "yopo", seed=seed, iters=iters), model, nc, opts, f"(computed now, seed {seed}, T = {iters})"
+    return score(m, "yopo", seed=seed, iters=iters), model, nc, opts, f"(YOPO saliency of seed {seed}, T = {iters})"
 
 
 def build_report(db_path, out_dir, *, model: str | None = None, num_classes: int | None = None, seed: int = 0,
@@ -80,7 +90,10 @@ def build_report(db_path, out_dir, *, model: str | None = None, num_classes: int
     runs, families, meta = load_runs(db_path)
     made = {"tables": [], "figures": [], "skipped": {}}
     md = [f"# Report: {meta.get('spec', {}).get('name', Path(db_path).stem)}", "",
-          f"{len(runs)} finished runs from `{db_path}`.", ""]
+          f"{len(runs)} finished runs from `{_shown_path(db_path, out)}`.", ""]
+    machine = machine_line(meta, runs)
+    if machine:
+        md += [f"Machine: {machine}.", ""]
     times = [r["time_s"] for r in runs if r.get("time_s")]
     if times:
         md += [f"Training time: {sum(times) / 60:.1f} min in total, {M.mean(times):.0f} s per run on average "
@@ -106,10 +119,13 @@ def build_report(db_path, out_dir, *, model: str | None = None, num_classes: int
     figs = [("fig2_acc_vs_sparsity", lambda: fig2_acc_vs_sparsity(runs, out, formats), "no pruned runs"),
             ("fig4_mad_vs_std", lambda: fig4_mad_vs_std(runs, out, formats),
              "no pair of runs differing only in robust = mad / std (e.g. methods yopo-G and yopo-G-std)"),
-            ("fig8_mask_time", lambda: fig8_mask_time(runs, families, out, formats), "no timing data"),
+            ("fig8_mask_time", lambda: fig8_mask_time(runs, families, out, formats, machine=machine or
+                                                      "CPU not recorded in this database"), "no timing data"),
             ("fig_sanity", lambda: fig_sanity(runs, out, formats), "no sanity variants")]
     if saliency_figures:
-        scores, pmodel, nc, mopts, how = _profile_scores(runs, families, model, num_classes, seed, iters)
+        scores, pmodel, nc, mopts, how = _profile_scores(runs, families, model, num_classes, seed, iters, db_path)
+        # the profile's sparsities and every sparsity the sweep ran
+        profile_sparsities = sorted(set(profile_sparsities) | {r["sparsity"] for r in runs if r["sparsity"] > 0})
         if scores is not None:
             figs.append(("fig1b_layer_sparsity", lambda: fig_layer_sparsity(scores, list(profile_sparsities), out,
                                                                             f"{pmodel} {how}", formats), ""))
@@ -134,3 +150,34 @@ def build_report(db_path, out_dir, *, model: str | None = None, num_classes: int
         md += ["## Not produced", ""] + [f"- `{k}`: {v}" for k, v in made["skipped"].items()] + [""]
     write_text(out / "README.md", "\n".join(md))
     return made
+
+
+def _shown_path(db_path, out: Path) -> str:
+    """The database as the report names it: relative to the report folder (no absolute paths in
+    a shipped report)."""
+    import os
+
+    try:
+        return os.path.relpath(Path(db_path).resolve(), out.resolve())
+    except ValueError:  # another drive (Windows)
+        return Path(db_path).name
+
+
+def machine_line(meta: dict, runs) -> str:
+    """The machine(s) the runs ran on (``result['machine']``, recorded by ``yopo sweep`` with every
+    run), in words; "" when the database predates that record."""
+    seen = []
+    for r in runs:
+        m = r.get("machine")
+        if m:
+            text = ", ".join(b for b in (m.get("cpu") or "unknown CPU",
+                                         f"flags {'/'.join(m['cpu_flags'])}" if m.get("cpu_flags") else "",
+                                         f"{m['cores']} cores" if m.get("cores") else "",
+                                         f"torch {m['torch']}" if m.get("torch") else "",
+                                         f"{m['threads']} threads per run" if m.get("threads") else "",
+                                         m.get("gpu", "")) if b)
+            if text not in seen:
+                seen.append(text)
+    if len(seen) > 2:
+        return f"{len(seen)} different machines, e.g. {seen[0]}"
+    return "; ".join(seen)

@@ -8,7 +8,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from .. import metrics as M
-from .tables import _group, _ordered, _pct, _time_by_label, is_base
+from .tables import _dense, _group, _ordered, _pct, _time_by_label, is_base, summarize
 
 FIG_FORMATS = ("png", "pdf")
 
@@ -44,28 +44,62 @@ def _save(fig, out_dir: Path, name: str, formats=FIG_FORMATS) -> list[str]:
     return paths
 
 
+def _density_axis(ax, sparsities) -> None:
+    """x = -log10(1 - p): equal steps per decade of kept weights (90% -> 99% as far as 0% -> 90%),
+    which keeps high sparsities apart; one tick per sparsity of the sweep."""
+    ps = sorted(set(sparsities))
+    ax.set_xticks([_density_x(p) for p in ps], [_pct(p) for p in ps])
+    ax.set_xlabel("sparsity (log scale of kept weights)")
+
+
+def _density_x(p: float) -> float:
+    return -math.log10(max(1e-12, 1.0 - p))
+
+
 def fig2_acc_vs_sparsity(runs, out_dir: Path, formats=FIG_FORMATS) -> list[str]:
+    """Fig. 2: accuracy vs sparsity, one panel per (model, dataset), mean ± std over seeds as error
+    bars at every sparsity of the sweep, the unpruned (dense) accuracy as a horizontal line."""
     base = [r for r in runs if is_base(r) and r["sparsity"] > 0]
     if not base:
         return []
     plt = _plt()
     blocks = _group(base, ("model", "dataset"))
-    fig, axes = plt.subplots(1, len(blocks), figsize=(5.2 * len(blocks), 3.8), squeeze=False)
+    dense = _dense(runs)
+    labels = _ordered(r["label"] for r in base)
+    colors = {lab: plt.get_cmap("tab10")(i % 10) for i, lab in enumerate(labels)}
+    fig, axes = plt.subplots(1, len(blocks), figsize=(5.6 * len(blocks) + 1.8, 4.0), squeeze=False,
+                             layout="constrained")
     for ax, ((model, ds), rs) in zip(axes[0], blocks.items()):
-        for lab in _ordered(r["label"] for r in rs):
-            g = _group([r for r in rs if r["label"] == lab], ("sparsity",))
+        sps = sorted({r["sparsity"] for r in rs})
+        labs = _ordered(r["label"] for r in rs)
+        width = 0.06 * (_density_x(max(sps)) - _density_x(min(sps)) or 1.0)
+        for j, lab in enumerate(labs):
+            g = summarize([r for r in rs if r["label"] == lab], ("sparsity",))
             ps = sorted(p for (p,) in g)
-            ms = [M.mean(r["test_acc"] for r in g[(p,)]) for p in ps]
-            ss = [M.std([r["test_acc"] for r in g[(p,)]]) for p in ps]
-            x = [100 * p for p in ps]
-            line, = ax.plot(x, ms, marker="o", ms=3, label=lab, ls="--" if "-L" in lab else "-")
-            ax.fill_between(x, [m - s for m, s in zip(ms, ss)], [m + s for m, s in zip(ms, ss)],
-                            color=line.get_color(), alpha=0.2)
-        ax.set_title(f"{model} / {ds}")
-        ax.set_xlabel("sparsity (%)")
+            ms = [g[(p,)][0] for p in ps]
+            ss = [g[(p,)][1] for p in ps]
+            # methods side by side around each sparsity so that their error bars do not overlap
+            x = [_density_x(p) + (j - (len(labs) - 1) / 2) * width / max(1, len(labs) - 1) for p in ps]
+            yopo = lab.lower().startswith("yopo")
+            ax.errorbar(x, ms, yerr=ss, marker="o" if yopo else "s", ms=4, capsize=2, lw=2.0 if yopo else 1.0,
+                        ls="--" if "-L" in lab else "-", color=colors[lab], label=lab, alpha=0.95)
+        if dense.get((model, ds)):
+            m, sd, n = M.mean_std(dense[(model, ds)])
+            ax.axhline(m, color="k", lw=1.2, ls=":", label=f"dense {m:.1f}" + (f" ± {sd:.1f}" if n > 1 else ""))
+            if n > 1:
+                ax.axhspan(m - sd, m + sd, color="k", alpha=0.07)
+        _density_axis(ax, sps)
+        seeds = len({r["seed"] for r in rs})
+        ax.set_title(f"{model} / {ds} ({seeds} seed{'s' if seeds != 1 else ''})")
         ax.set_ylabel("top-1 accuracy (%)")
         ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="best")
+    handles, names = axes[0][-1].get_legend_handles_labels()
+    for ax in axes[0][:-1]:  # the union of every panel's entries, once
+        for h, n in zip(*ax.get_legend_handles_labels()):
+            if n not in names:
+                handles.append(h)
+                names.append(n)
+    fig.legend(handles, names, loc="outside right center", fontsize=8)
     fig.suptitle("Accuracy vs sparsity (mean ± std over seeds)")
     return _save(fig, out_dir, "fig2_acc_vs_sparsity", formats)
 
@@ -105,28 +139,43 @@ def fig4_mad_vs_std(runs, out_dir: Path, formats=FIG_FORMATS) -> list[str]:
     return _save(fig, out_dir, "fig4_mad_vs_std", formats)
 
 
-def fig8_mask_time(runs, families, out_dir: Path, formats=FIG_FORMATS) -> list[str]:
+def fig8_mask_time(runs, families, out_dir: Path, formats=FIG_FORMATS, machine: str = "") -> list[str]:
+    """Fig. 8: scoring time (paid once per saliency) and calibration time (paid per sparsity) per
+    method, side by side on a log axis (stacked bars would misstate the parts on a log axis), with
+    the value on each bar; ``machine`` (the CPU the times come from) goes in the title."""
     times = _time_by_label(runs, families)
     if not times:
         return []
     plt = _plt()
-    keys = sorted(times)
+    keys = sorted(times, key=lambda k: (k[0], -_nan0(M.mean(times[k]["score"]))))
     labels = [f"{lab}\n{model}" if len({m for m, _ in keys}) > 1 else lab for model, lab in keys]
-    score = [M.mean(times[k]["score"]) for k in keys]
-    calib = [M.mean(times[k]["calib"]) for k in keys]
-    score = [0.0 if math.isnan(v) else v for v in score]
-    calib = [0.0 if math.isnan(v) else v for v in calib]
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(keys)), 3.6))
-    ax.bar(labels, score, label="scoring (once)")
-    ax.bar(labels, calib, bottom=score, label="calibration (per sparsity)")
-    ax.set_ylabel("seconds")
-    tot = [a + b for a, b in zip(score, calib) if a + b > 0]
-    if tot and max(tot) / min(tot) > 50:
-        ax.set_yscale("log")
-    ax.set_title("Mask computation time per method")
+    parts = [("scoring (once per saliency)", [M.mean(times[k]["score"]) for k in keys]),
+             ("calibration (per sparsity)", [M.mean(times[k]["calib"]) for k in keys])]
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.95 * len(keys) + 1.5), 4.0), layout="constrained")
+    w = 0.4
+    for j, (name, vals) in enumerate(parts):
+        xs = [i + (j - 0.5) * w for i in range(len(keys))]
+        ok = [(x, v) for x, v in zip(xs, vals) if not math.isnan(v) and v > 0]
+        bars = ax.bar([x for x, _ in ok], [v for _, v in ok], w, label=name)
+        for rect, (_, v) in zip(bars, ok):
+            ax.annotate(_seconds(v), (rect.get_x() + rect.get_width() / 2, v), ha="center", va="bottom",
+                        fontsize=6, xytext=(0, 1), textcoords="offset points")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(keys)), labels)
+    ax.set_ylabel("seconds (log scale)")
+    ax.set_title("Mask computation time per method" + (f"\n{machine}" if machine else ""), fontsize=10)
     ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3, which="both")
     plt.setp(ax.get_xticklabels(), rotation=30, ha="right", fontsize=7)
     return _save(fig, out_dir, "fig8_mask_time", formats)
+
+
+def _nan0(v: float) -> float:
+    return 0.0 if math.isnan(v) else v
+
+
+def _seconds(v: float) -> str:
+    return f"{v:.2g} s" if v < 10 else f"{v:.0f} s"
 
 
 def fig_sanity(runs, out_dir: Path, formats=FIG_FORMATS) -> list[str]:
@@ -161,33 +210,44 @@ def layer_sparsity_profile(scores: dict, sparsities, modes=("global", "local"), 
     return out
 
 
+def layer_labels(names) -> list[str]:
+    """Axis labels of layers: the parameter names without the trailing ``.weight``."""
+    return [n[: -len(".weight")] if n.endswith(".weight") else n for n in names]
+
+
 def fig_layer_sparsity(scores: dict, sparsities, out_dir: Path, title: str = "", formats=FIG_FORMATS) -> list[str]:
-    """Fig. 1b (heatmaps, YOPO-L vs YOPO-G) and Fig. 5 (per-layer profiles, L solid, G dashed)."""
+    """Fig. 1b (heatmaps, YOPO-L vs YOPO-G) and Fig. 5 (per-layer profiles, L solid, G dashed), one
+    row / line per target sparsity, layers named on the x axis in model order."""
     plt = _plt()
+    sparsities = sorted(set(sparsities))
     prof = layer_sparsity_profile(scores, sparsities)
     names = list(scores)
+    ticks = layer_labels(names)
     n = len(names)
-    fig, axes = plt.subplots(1, 2, figsize=(max(11, 0.35 * n * 2), 3.8), squeeze=False, layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(max(11, 0.42 * n * 2), 4.6), squeeze=False, layout="constrained")
     for ax, (mode, lab) in zip(axes[0], (("local", "YOPO-L"), ("global", "YOPO-G"))):
         im = ax.imshow([[100 * v for v in row] for row in prof[mode]], aspect="auto", cmap="viridis", vmin=0, vmax=100)
         ax.set_yticks(range(len(sparsities)), [_pct(p) for p in sparsities])
-        ax.set_xticks(range(n), [f"f.{i}" for i in range(n)], fontsize=6, rotation=90)
-        ax.set_xlabel("layer")
+        ax.set_xticks(range(n), ticks, fontsize=6, rotation=90)
         ax.set_ylabel("target sparsity")
-        ax.set_title(f"{lab}: % pruned per layer")
-        fig.colorbar(im, ax=ax, fraction=0.04)
+        ax.set_title(f"{lab}: % of each layer pruned")
+    fig.colorbar(im, ax=axes[0].tolist(), fraction=0.03, label="% pruned")
     fig.suptitle(f"Layerwise sparsity allocation {title}")
     paths = _save(fig, out_dir, "fig1b_layer_sparsity", formats)
-    fig, ax = plt.subplots(figsize=(max(6, 0.3 * n), 3.8))
+    fig, ax = plt.subplots(figsize=(max(7, 0.34 * n + 2.5), 4.4), layout="constrained")
     cmap = plt.get_cmap("plasma")
     for i, p in enumerate(sparsities):
         c = cmap(i / max(1, len(sparsities) - 1) * 0.9)
-        ax.plot(range(n), [100 * v for v in prof["local"][i]], "-", color=c, label=f"L {_pct(p)}")
-        ax.plot(range(n), [100 * v for v in prof["global"][i]], "--", color=c, label=f"G {_pct(p)}")
-    ax.set_xticks(range(n), [f"f.{i}" for i in range(n)], fontsize=6, rotation=90)
-    ax.set_ylabel("% pruned")
-    ax.set_title(f"YOPO-L (solid) vs YOPO-G (dashed) per-layer sparsity {title}")
-    ax.legend(fontsize=6, ncol=2)
+        ax.plot(range(n), [100 * v for v in prof["local"][i]], "-", color=c, lw=1.0)
+        ax.plot(range(n), [100 * v for v in prof["global"][i]], "--", color=c, lw=1.4, marker=".", ms=4,
+                label=_pct(p))
+    ax.plot([], [], "-", color="0.4", lw=1.0, label="YOPO-L (solid)")
+    ax.plot([], [], "--", color="0.4", lw=1.4, label="YOPO-G (dashed)")
+    ax.set_xticks(range(n), ticks, fontsize=6, rotation=90)
+    ax.set_xlim(-0.5, n - 0.5)
+    ax.set_ylabel("% of the layer pruned")
+    ax.set_title(f"Per-layer sparsity, YOPO-L vs YOPO-G {title}", fontsize=10)
+    fig.legend(fontsize=7, title="target sparsity", title_fontsize=7, loc="outside right center")
     ax.grid(alpha=0.3)
     paths += _save(fig, out_dir, "fig5_layer_profile", formats)
     return paths
@@ -224,8 +284,7 @@ def fig3b_saliency_ranks(model_name: str, num_classes: int, seed: int, ranks, ou
             b.set_facecolor(color)
             b.set_alpha(0.6)
         ax.plot([], [], color=color, lw=6, alpha=0.6, label=f"rank {k}")
-    ax.set_xticks([i + 0.4 - w / 2 for i in range(len(names))], [f"f.{i}" for i in range(len(names))], fontsize=6,
-                  rotation=90)
+    ax.set_xticks([i + 0.4 - w / 2 for i in range(len(names))], layer_labels(names), fontsize=6, rotation=90)
     ax.set_ylabel("saliency |  |W| - VH |")
     ax.set_title(f"YOPO saliency per layer for NMF ranks {list(ranks)} ({model_name}, T = {iters})")
     ax.legend(fontsize=7)

@@ -1,5 +1,12 @@
 """Report tables from a sweep database: loading the runs (:func:`load_runs`), the table builders
-(Tables 1, 2, 3, 4, 6, 8 and the sanity table) and :class:`Table` (markdown + LaTeX)."""
+(Tables 1, 2, 3, 4, 6, 8 and the sanity table) and :class:`Table` (markdown + LaTeX).
+
+Libraries: the mean ± std aggregations are pandas ``groupby`` (:func:`summarize`) and the markdown
+is tabulate's ``pipe`` format (aligned columns); both come with the ``report`` extra. The LaTeX
+writer stays our own (30 lines): the paper's tables need booktabs rules, ``\\multicolumn`` section
+rows and per-cell bold / italic, which tabulate's LaTeX formats do not express and pandas'
+``Styler.to_latex`` would need more code (and jinja2) to configure than it replaces. The paper's
+transfer metrics (DTI, I^3) are the small pure functions of ``yopo.experiment.metrics``."""
 from __future__ import annotations
 
 import math
@@ -16,10 +23,10 @@ from ..store import ResultsDB
 
 
 def load_runs(db_path) -> tuple[list[dict], list[dict], dict]:
-    """(done runs as flat dicts, families, meta) of a sweep database."""
+    """(done runs as flat dicts, families, meta) of a sweep database, opened read-only."""
     if not Path(db_path).exists():
         raise FileNotFoundError(f"results database {db_path} does not exist")
-    with ResultsDB(db_path) as db:
+    with ResultsDB(db_path, readonly=True) as db:
         runs = []
         for r in db.runs("done"):
             d = {k: v for k, v in r.items() if k not in ("result", "settings")}
@@ -30,6 +37,7 @@ def load_runs(db_path) -> tuple[list[dict], list[dict], dict]:
             d["flops"] = res.get("flops")
             d["params_kept"] = res.get("params_kept")
             d["params"] = res.get("params")
+            d["machine"] = res.get("machine")
             d["train"] = r["settings"].get("train", {})
             runs.append(d)
         return runs, db.families(), db.meta()
@@ -67,8 +75,38 @@ def _fmt(x, nd=2) -> str:
 def _ms(vals, nd=2) -> str:
     if not vals:
         return "–"
-    m, s, n = M.mean_std(vals)
+    return _ms_of(M.mean_std(vals), nd)
+
+
+def _ms_of(stats, nd=2) -> str:
+    """``mean ± std`` of a (mean, std, n) triple (just the mean for one value)."""
+    if stats is None or not stats[2]:
+        return "–"
+    m, s, n = stats
     return f"{m:.{nd}f} ± {s:.{nd}f}" if n > 1 else f"{m:.{nd}f}"
+
+
+def _pandas():
+    try:
+        import pandas as pd
+    except ImportError:
+        raise ImportError("yopo report needs pandas and tabulate: pip install 'yopo[report]'") from None
+    return pd
+
+
+def summarize(runs, keys, value: str = "test_acc") -> dict[tuple, tuple[float, float, int]]:
+    """{key tuple: (mean, sample std (ddof=1; 0 for one run), n)} of ``value`` over ``runs`` grouped
+    by ``keys``, in first-seen order (a pandas ``groupby``)."""
+    if not runs:
+        return {}
+    pd = _pandas()
+    keys = list(keys)
+    df = pd.DataFrame([{**{k: r[k] for k in keys}, "_v": float(r[value])} for r in runs])
+    g = df.groupby(keys, sort=False, dropna=False)["_v"].agg(["mean", "std", "count"])
+    out = {}
+    for k, (m, sd, n) in zip(g.index, g.itertuples(index=False)):
+        out[k if isinstance(k, tuple) else (k,)] = (float(m), 0.0 if n == 1 else float(sd), int(n))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -85,19 +123,22 @@ class Table:
     sections: list = field(default_factory=list)  # (row index, section title)
 
     def markdown(self) -> str:
+        """GitHub markdown (tabulate's ``pipe`` format: aligned columns, first left, rest right)."""
+        from tabulate import tabulate
+
         def cell(c):
             t, st = (c if isinstance(c, tuple) else (c, None))
             return f"**{t}**" if st == "bold" else f"*{t}*" if st == "italic" else str(t)
 
-        out = [f"### {self.title}", ""]
         secs = dict(self.sections)
-        out.append("| " + " | ".join(self.header) + " |")
-        out.append("|" + "|".join(["---"] * len(self.header)) + "|")
+        rows = []
         for i, row in enumerate(self.rows):
             if i in secs:
-                out.append("| **" + secs[i] + "** |" + " |" * (len(self.header) - 1))
-            out.append("| " + " | ".join(cell(c) for c in row) + " |")
-        out += [""] + [f"{n}" for n in self.notes]
+                rows.append([f"**{secs[i]}**"] + [""] * (len(self.header) - 1))
+            rows.append([cell(c) for c in row])
+        body = tabulate(rows, headers=self.header, tablefmt="pipe", disable_numparse=True,
+                        colalign=("left",) + ("right",) * (len(self.header) - 1))
+        out = [f"### {self.title}", "", body, ""] + [f"{n}" for n in self.notes]
         return "\n".join(out).rstrip() + "\n"
 
     def latex(self) -> str:
@@ -154,10 +195,9 @@ def table6(runs) -> list[Table]:
         labels = _ordered(r["label"] for r in block)
         cells = {lab: {} for lab in labels}
         means = {}
-        for (lab, p), rs in _group(block, ("label", "sparsity")).items():
-            accs = [r["test_acc"] for r in rs]
-            cells[lab][p] = _ms(accs)
-            means[(lab, p)] = M.mean(accs)
+        for (lab, p), st in summarize(block, ("label", "sparsity")).items():
+            cells[lab][p] = _ms_of(st)
+            means[(lab, p)] = st[0]
         styles = {}
         for p in sps:
             ranks = M.rank_positions([means.get((lab, p), math.nan) for lab in labels])
@@ -186,9 +226,9 @@ def table1(runs) -> list[Table]:
     dense = _dense(runs)
     if dense:
         t.rows.append(["Unpruned baseline"] + [_fmt(M.mean(dense.get((m, d), []))) for m, d, _ in cols])
-    g = _group(pruned, ("label", "model", "dataset", "sparsity"))
+    g = summarize(pruned, ("label", "model", "dataset", "sparsity"))
     labels = _ordered(r["label"] for r in pruned)
-    means = {(lab, c): M.mean(r["test_acc"] for r in g.get((lab, *c), [])) for lab in labels for c in cols}
+    means = {(lab, c): g[(lab, *c)][0] if (lab, *c) in g else math.nan for lab in labels for c in cols}
     best = {c: max((means[(lab, c)] for lab in labels if not math.isnan(means[(lab, c)])), default=math.nan)
             for c in cols}
     for lab in labels:
@@ -233,9 +273,9 @@ def table3_budget(runs, families) -> list[Table]:
         if len({r["sparsity"] for r in rs}) < 2:
             continue
         fams_per_seed = max(len({r["family"] for r in rs if r["seed"] == s}) for s in {r["seed"] for r in rs})
-        by_p = _group(rs, ("sparsity",))
+        by_p = summarize(rs, ("sparsity",))
         rows.append([model, ds, lab, _fmt(M.mean(dense.get((model, ds), [])))] +
-                    [_ms([r["test_acc"] for r in by_p.get((p,), [])]) for p in sps] + [str(fams_per_seed)])
+                    [_ms_of(by_p.get((p,))) for p in sps] + [str(fams_per_seed)])
     if not rows:
         return []
     t = Table("table3_budget", "Mask transfer across sparsity levels: top-1 accuracy (%), saliency computed once per "
@@ -323,8 +363,8 @@ def table8_time(runs, families) -> list[Table]:
               [_pct(p) for p in sps] + ["Scoring time (s)", "Calibration (s)"])
     for (model, ds), block in _group(base, ("model", "dataset")).items():
         labels = _ordered(r["label"] for r in block)
-        g = _group(block, ("label", "sparsity"))
-        means = {(lab, p): M.mean(r["test_acc"] for r in g.get((lab, p), [])) for lab in labels for p in sps}
+        g = summarize(block, ("label", "sparsity"))
+        means = {(lab, p): g[(lab, p)][0] if (lab, p) in g else math.nan for lab in labels for p in sps}
         best = {p: max((means[(lab, p)] for lab in labels if not math.isnan(means[(lab, p)])), default=None)
                 for p in sps}
         for lab in labels:

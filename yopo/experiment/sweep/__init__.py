@@ -65,8 +65,9 @@ warnings.
 
 Modules: ``spec`` (the config, its grid expansion into runs, run ids and family keys),
 ``families`` (the once-only saliency families and the masks of a run), ``runners`` (what a run
-executes: training or the synthetic stand-in), ``execute`` (the sweep itself: the process pool,
-resumption); results go to the SQLite store of ``yopo.experiment.store``.
+executes: training or the synthetic stand-in), ``execute`` (the sweep itself: phases, recording,
+resumption, interruption), ``executors`` (where runs execute: in-process, a local process pool,
+Ray, SLURM through submitit); results go to the SQLite store of ``yopo.experiment.store``.
 """
 from ..store import ResultsDB
 from .execute import SweepSummary, execute, run_sweep

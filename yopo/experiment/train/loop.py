@@ -27,8 +27,10 @@ from torch import nn
 
 from ...core.io import atomic_path, write_text
 from ...core.masks import assert_pruned_zero
+from ...core.progress import bars_enabled, get_logger
 from .config import TrainConfig
 
+log = get_logger("train")
 CHECKPOINT = "checkpoint.pt"
 METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
@@ -199,7 +201,7 @@ def train(model: nn.Module, data, cfg: TrainConfig, out_dir=None, resume: bool =
         net.train()
         sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
         bar = None
-        if show:
+        if show and bars_enabled():  # a terminal and the yopo logger at INFO (yopo.core.progress)
             from tqdm.auto import tqdm
             bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True)
         for i, (x, y) in enumerate(data.train):
@@ -220,7 +222,7 @@ def train(model: nn.Module, data, cfg: TrainConfig, out_dir=None, resume: bool =
             if bar is not None:
                 bar.update(1)
                 if i % 20 == 0:
-                    bar.set_postfix(loss=f"{float(loss):.3f}")
+                    bar.set_postfix(loss=f"{loss.detach().item():.3f}")  # detached: no autograd warning
         if bar is not None:
             bar.close()
         assert_pruned_zero(model)  # a pruned weight that moved stops the run loudly
@@ -232,11 +234,11 @@ def train(model: nn.Module, data, cfg: TrainConfig, out_dir=None, resume: bool =
             metrics["test_loss"], metrics["test_acc"] = evaluate(model, data.test, amp=amp, world=world)
         metrics["time_s"] = time.perf_counter() - t0
         state.history.append(metrics)
-        if show:
-            print(f"epoch {state.epoch}/{cfg.epochs}  train_loss {metrics['train_loss']:.4f}  "
-                  f"train_acc {metrics['train_acc']:.2f}%" + (f"  test_acc {metrics['test_acc']:.2f}%"
-                                                             if "test_acc" in metrics else "")
-                  + f"  {metrics['time_s']:.1f}s", flush=True)
+        if rank == 0:  # a log line (stderr on the command line; `yopo -q` hides it)
+            log.info(f"epoch {state.epoch}/{cfg.epochs}  train_loss {metrics['train_loss']:.4f}  "
+                     f"train_acc {metrics['train_acc']:.2f}%" + (f"  test_acc {metrics['test_acc']:.2f}%"
+                                                                 if "test_acc" in metrics else "")
+                     + f"  {metrics['time_s']:.1f}s")
         if out is not None and rank == 0:
             if cfg.checkpoint:
                 save_checkpoint(ckpt_path, state)

@@ -12,6 +12,7 @@ import torch
 
 from ...core.config import opt, validate_fields
 from ...core.layers import flat
+from ...core.progress import track
 from .nmf import INITS, LOSSES, SOLVERS, get_update, init_factors
 
 NORMALIZE = ("none", "median")
@@ -222,7 +223,8 @@ def yopo_saliency(weights: dict[str, torch.Tensor], cfg: YopoConfig, seed: int =
 
     out: dict[str, torch.Tensor] = {}
     with torch.no_grad():
-        for b in plan_batches({n: tuple(a.shape) for n, a in mats.items()}, cfg):
+        for b in track(plan_batches({n: tuple(a.shape) for n, a in mats.items()}, cfg), "YOPO saliency", "layer",
+                       weight=lambda b: len(b.names)):  # a bar on a terminal (yopo.core.progress)
             if cfg.per_channel:
                 # each output row is its own 1 x d matrix: the batch is the rows of the layer(s)
                 o = b.o
