@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import warnings
 import zlib
 from collections import defaultdict
@@ -12,11 +13,21 @@ import torch
 from ...core.config import opt
 from ...core.layers import flat
 from ...core.validate import check_choice, check_int, check_float
+from . import hardware
 from .nmf import INITS, LOSSES, SOLVERS, get_update, init_factors
 
 NORMALIZE = ("none", "median")
 STORAGE_DTYPES = ("float32", "bfloat16", "float16")
+KERNELS = ("auto", "fused", "torch")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# The fused kernel (kernel.py) serves float32 MU batches of at least this many entries under
+# kernel="auto". Smaller models never load numba (importing it and its cached code costs ~0.5 s,
+# more than all of ResNet-20's NMF).
+FUSED_MIN_ELEMS = 1 << 18
+# fast=True: AMU for this many passes over W instead of MU-200 (benchmarks/solvers.py: AMU reaches
+# MU-200's objective within 15-20 passes on ResNet-20, VGG-19 and ResNet-50)
+FAST_SOLVER = "amu"
+FAST_PASSES = 20
 
 
 @dataclass(frozen=True)
@@ -39,6 +50,12 @@ class YopoConfig:
                              "float32, factors and the residual stay float32)", STORAGE_DTYPES)
     threads: int = opt(0, "intra-op CPU threads during the NMF (0 = auto: 1 for batches under 2^20 entries, "
                        "where threads only add synchronization, else torch's setting)")
+    kernel: str = opt("auto", "MU implementation for float32 on CPU: fused = one pass over W per step (needs "
+                      "numba, extra 'fast'; thread-count independent), torch = two batched products per step, "
+                      "auto = fused for batches of >= 2^18 entries when numba is installed", KERNELS)
+    fast: bool = opt(False, f"replace MU-200 by {FAST_SOLVER.upper()} for {FAST_PASSES} passes over W (same "
+                     "objective, a few times faster; a slightly different factorization, see "
+                     "docs/performance.md); needs the default solver and iters")
 
     def validate(self) -> "YopoConfig":
         check_int("rank", self.rank, 1)
@@ -48,6 +65,19 @@ class YopoConfig:
         check_int("threads", self.threads, 0)
         check_choice("solver", self.solver, SOLVERS)
         check_choice("storage_dtype", self.storage_dtype, STORAGE_DTYPES)
+        check_choice("kernel", self.kernel, KERNELS)
+        if not isinstance(self.fast, bool):
+            raise TypeError(f"fast={self.fast!r} must be a bool")
+        if self.fast and (self.solver != "mu" or self.iters != 200):
+            raise ValueError(f"fast=True replaces MU-200 by {FAST_SOLVER} for {FAST_PASSES} passes; it cannot be "
+                             f"combined with solver={self.solver!r}, iters={self.iters!r} (set those instead)")
+        if self.kernel == "fused":
+            if self.solver != "mu" or self.loss != "frobenius" or self.storage_dtype != "float32" or self.fast:
+                raise ValueError("kernel='fused' runs MU with loss='frobenius' on float32 storage only; got "
+                                 f"solver={self.solver!r}, loss={self.loss!r}, storage_dtype="
+                                 f"{self.storage_dtype!r}, fast={self.fast!r}")
+            if hardware.fused_kernel() is None:
+                raise ValueError("kernel='fused' needs numba: pip install 'yopo[fast]' (or use kernel='auto')")
         if self.solver != "mu" and self.loss != "frobenius":
             raise ValueError(f"solver={self.solver!r} supports loss='frobenius' only; got loss={self.loss!r}")
         check_choice("init", self.init, INITS)
@@ -189,18 +219,47 @@ def stack_batch(batch: Batch, mats: dict[str, torch.Tensor]) -> torch.Tensor:
     return W
 
 
+def _use_fused(W: torch.Tensor, store: torch.dtype, cfg: YopoConfig) -> bool:
+    """Whether this batch runs on the fused kernel (``kernel.py``)."""
+    if cfg.kernel == "torch" or cfg.solver != "mu" or cfg.loss != "frobenius" or store != torch.float32:
+        return False
+    if W.device.type != "cpu" or W.dtype != torch.float32:
+        if cfg.kernel == "fused":
+            raise ValueError(f"kernel='fused' runs on float32 CPU tensors; got {W.dtype} on {W.device}")
+        return False
+    if cfg.kernel == "auto" and W.numel() < FUSED_MIN_ELEMS:
+        return False
+    return hardware.fused_kernel() is not None
+
+
 def _factor_batch(W: torch.Tensor, rank: int, seeds: list[int], cfg: YopoConfig,
-                  shapes: list[tuple[int, int]] | None = None) -> torch.Tensor:
-    """S = |W - VH| for a (B, o, d) float32 batch, factoring a copy stored in cfg.storage_dtype;
-    ``shapes`` marks zero-padded members (see ``init_factors``)."""
-    store = _DTYPES[cfg.storage_dtype]
+                  shapes: list[tuple[int, int]] | None = None, store: torch.dtype = torch.float32) -> torch.Tensor:
+    """S = |W - VH| for a (B, o, d) float32 batch, factoring a copy stored in ``store``;
+    ``shapes`` marks zero-padded members (see ``init_factors``). ``cfg`` is the effective
+    configuration (``fast`` already resolved)."""
+    if _use_fused(W, store, cfg):
+        fused = hardware.fused_kernel()
+        W = W.contiguous()
+        V, H = init_factors(W, rank, cfg.init, seeds, shapes)
+        V, H = V.contiguous(), H.contiguous()
+        fused.mu_frobenius(W, V, H, cfg.iters, cfg.eps)
+        return fused.residual(W, V, H)
     Ws = W if store == W.dtype else W.to(store)
     V, H = init_factors(Ws, rank, cfg.init, seeds, shapes)
+    # Small batches always run on one thread, so their result does not depend on the thread count
+    # (see docs/performance.md, "Determinism").
     n = cfg.threads if cfg.threads > 0 else (1 if W.numel() < _SMALL and W.device.type == "cpu" else 0)
     with _threads(n):
         get_update(cfg.loss, cfg.solver)(Ws, V, H, cfg.iters, cfg.eps)
-    del Ws
-    return residual(W, V, H)
+        del Ws
+        return residual(W, V, H)
+
+
+def effective_config(cfg: YopoConfig) -> YopoConfig:
+    """``cfg`` with ``fast`` resolved into the solver and passes it stands for."""
+    if cfg.fast:
+        return dataclasses.replace(cfg, fast=False, solver=FAST_SOLVER, iters=FAST_PASSES)
+    return cfg
 
 
 def yopo_saliency(weights: dict[str, torch.Tensor], cfg: YopoConfig, seed: int = 0,
@@ -213,11 +272,14 @@ def yopo_saliency(weights: dict[str, torch.Tensor], cfg: YopoConfig, seed: int =
     cache-resident), small layers packed for call-bound solvers; each layer keeps its own seeded
     init, so batching does not change its factors.
     """
-    cfg.validate()
+    cfg = effective_config(cfg.validate())
     mats: dict[str, torch.Tensor] = {}
     for name, w in weights.items():
         dev = torch.device(device) if device is not None else w.device
         mats[name] = _prepare(w, name, cfg, dev)
+    # reduced precision only where the device computes it natively (else float32, one warning)
+    stores = {dev: _DTYPES[hardware.storage_dtype(cfg.storage_dtype, dev)]
+              for dev in {a.device for a in mats.values()}}
 
     out: dict[str, torch.Tensor] = {}
     with torch.no_grad():
@@ -227,13 +289,13 @@ def yopo_saliency(weights: dict[str, torch.Tensor], cfg: YopoConfig, seed: int =
                 o = b.o
                 W = torch.cat([mats[n] for n in b.names]).unsqueeze(1)  # (len*o, 1, d)
                 seeds = [layer_seed(layer_seed(seed, n), str(row)) for n in b.names for row in range(o)]
-                S = _factor_batch(W, b.rank, seeds, cfg).squeeze(1)
+                S = _factor_batch(W, b.rank, seeds, cfg, store=stores[W.device]).squeeze(1)
                 for j, n in enumerate(b.names):
                     out[n] = S[j * o : (j + 1) * o].reshape(weights[n].shape)
                 continue
             W = stack_batch(b, mats)
             S = _factor_batch(W, b.rank, [layer_seed(seed, n) for n in b.names], cfg,
-                              list(b.shapes) if b.padded else None)
+                              list(b.shapes) if b.padded else None, store=stores[W.device])
             for j, (n, (o, d)) in enumerate(zip(b.names, b.shapes)):
                 out[n] = S[j, :o, :d].reshape(weights[n].shape)
     return {n: out[n] for n in weights}
