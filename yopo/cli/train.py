@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from ..core.calibration import MODES
 from ..core.config import add_dataclass_args, from_args, opt, parse_options
-from ..core.registry import get_method
 from ..experiment.train.config import TrainConfig
 from ..methods.yopo.saliency import YopoConfig
 
@@ -40,6 +39,7 @@ def add_parser(sub, name):
 
 
 def run(args) -> int:
+    from ..core.registry import get_method
     from ..experiment.train import run as train_run
 
     a = from_args(PruneTrainArgs, args)

@@ -242,8 +242,9 @@ def _factor_batch(W: torch.Tensor, rank: int, seeds: list[int], cfg: YopoConfig,
         W = W.contiguous()
         V, H = init_factors(W, rank, cfg.init, seeds, shapes)
         V, H = V.contiguous(), H.contiguous()
-        fused.mu_frobenius(W, V, H, cfg.iters, cfg.eps)
-        return fused.residual(W, V, H)
+        with _threads(cfg.threads):  # the kernel runs on torch's thread count (any: same result)
+            fused.mu_frobenius(W, V, H, cfg.iters, cfg.eps)
+            return fused.residual(W, V, H)
     Ws = W if store == W.dtype else W.to(store)
     V, H = init_factors(Ws, rank, cfg.init, seeds, shapes)
     # Small batches always run on one thread, so their result does not depend on the thread count
