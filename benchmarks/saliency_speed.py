@@ -10,6 +10,10 @@ For ResNet-20, VGG-19 (CIFAR) and ResNet-50 (torchvision, random init), all in t
 - ``torch``: the batched torch engine everywhere (``kernel="torch"``);
 - ``floor``: two cached reads of every layer per step, each read timed (``W.sum()``, best of 30) on
   the same layer, in this run, with the same threads;
+- ``compute floor``: the products' multiply-adds (4 r o d per layer and step) at the FLOP rate of a
+  square 1024^3 float32 product in this run (the CPU's practical FMA peak). For r = 7 a step does
+  28 flops per weight against 8 bytes read, so on a CPU whose FMA peak is below 3.5 flops per byte
+  of cached-read bandwidth, the compute floor is above the read floor;
 - mask agreement at 90% (global, MAD) of the engine and of the torch engine with the plain loop;
 - reduced-precision storage (bfloat16) only where the CPU computes it natively (else: skipped, with
   the reason recorded);
@@ -66,6 +70,28 @@ def floor_seconds(weights: dict, iters: int) -> float:
     return total
 
 
+def gemm_flops(runs: int = 10) -> float:
+    """Measured float32 compute ceiling of this CPU at the current thread count: FLOP/s of a square
+    1024^3 product (MKL runs it near the FMA peak), best of ``runs``."""
+    a, b = torch.rand(1024, 1024), torch.rand(1024, 1024)
+    a @ b
+    best = float("inf")
+    for _ in range(runs):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * 1024**3 / best
+
+
+def flops_per_run(weights: dict, cfg: YopoConfig) -> float:
+    """Multiply-adds of the two W products of MU, 2 * 2 * r * o * d per step (r clipped per layer)."""
+    total = 0
+    for w in weights.values():
+        o, d = w.shape[0], w[0].numel()
+        total += 4 * min(cfg.rank, o, d) * o * d
+    return total * cfg.iters
+
+
 def kernel_load_seconds() -> float | None:
     """Wall time of a fresh process that imports numba and loads the (disk-cached) fused kernel
     and runs it once on a tiny matrix, minus a process that only imports torch: the one-time cost
@@ -93,7 +119,10 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=200, help="MU steps T")
     ap.add_argument("--models", nargs="*", default=["resnet20", "vgg19", "resnet50"])
     ap.add_argument("--quick", action="store_true", help="T=20, 1 run; writes saliency_speed_draft.json")
+    ap.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.quick:
         args.iters, args.runs = 20, 1
     info = env()
@@ -124,6 +153,7 @@ def main() -> None:
                 out[k] = yopo_saliency(ws, c)
                 times[k].append(time.perf_counter() - t)
         floor = floor_seconds(ws, args.iters)
+        compute_floor = flops_per_run(ws, cfg) / gemm_flops()
         med = {k: statistics.median(v) for k, v in times.items()}
         masks = {k: mort(v, 0.9).masks for k, v in out.items()}
         t_cal = statistics.median(_time(lambda: mort(out["engine"], 0.8)) for _ in range(5))
@@ -132,6 +162,7 @@ def main() -> None:
                "speedup_engine_vs_plain": med["plain"] / med["engine"],
                "speedup_torch_vs_plain": med["plain"] / med["torch"],
                "engine_over_floor": med["engine"] / floor,
+               "compute_floor_seconds": compute_floor, "engine_over_compute_floor": med["engine"] / compute_floor,
                "mask_agreement_engine_vs_plain_at_0.9": mask_agreement(masks["engine"], masks["plain"]),
                "mask_agreement_torch_vs_plain_at_0.9": mask_agreement(masks["torch"], masks["plain"]),
                "calibrate_new_sparsity_s": t_cal}
@@ -141,7 +172,7 @@ def main() -> None:
         rows.append(row)
         print(f"{name:9s} {numel / 1e6:6.2f}M weights, T={args.iters}: plain {med['plain']:7.2f}s | engine "
               f"{med['engine']:7.2f}s ({row['speedup_engine_vs_plain']:5.2f}x, {row['engine_over_floor']:4.2f}x the "
-              f"floor {floor:6.2f}s) | torch engine {med['torch']:7.2f}s ({row['speedup_torch_vs_plain']:5.2f}x) | "
+              f"floor {floor:6.2f}s; {row['engine_over_compute_floor']:4.2f}x the compute floor {compute_floor:6.2f}s) | torch engine {med['torch']:7.2f}s ({row['speedup_torch_vs_plain']:5.2f}x) | "
               f"agreement engine/plain {row['mask_agreement_engine_vs_plain_at_0.9']:.6f}, torch/plain "
               f"{row['mask_agreement_torch_vs_plain_at_0.9']:.6f} | re-threshold {t_cal:.3f}s", flush=True)
         if native_bf16:

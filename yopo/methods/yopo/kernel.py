@@ -34,8 +34,9 @@ _FM = {"reassoc", "contract"}
 _JIT = dict(fastmath=_FM, boundscheck=False, nogil=True, cache=True, error_model="numpy")
 
 ROWS = 8  # rows per block: 8 accumulators in the W H^T sweep, 8 W rows per B update
-JB = 256  # columns per block of the W H^T sweep: 8 rows x 256 floats (8 KiB) + H's block stay in L1
+JB = 384  # columns per block: 8 rows x 384 floats (12 KiB) + 7 rows of H or B (10.5 KiB) stay in L1 (32 KiB)
 MIN_GROUP_ROWS = 64
+JCHUNK = 512  # columns per task of the H update
 MAX_GROUPS = 16
 
 
@@ -48,13 +49,13 @@ def groups_for(o: int) -> tuple[int, int]:
 
 
 @numba.njit(**_JIT)
-def _gram(H, G):
-    """G = H H^T for H (r, d)."""
-    r, d = H.shape
+def _gram_cols(H, j0, j1, G):
+    """G = H[:, j0:j1] H[:, j0:j1]^T for H (r, d): one column chunk's part of H H^T."""
+    r = H.shape[0]
     for k in range(r):
         for l in range(k + 1):
             s = np.float32(0.0)
-            for j in range(d):
+            for j in range(j0, j1):
                 s += H[k, j] * H[l, j]
             G[k, l] = s
             G[l, k] = s
@@ -63,14 +64,25 @@ def _gram(H, G):
 @numba.njit(**_JIT)
 def _wht8(W, H, i, a):
     """a[q, k] = sum_j W[i + q, j] H[k, j] for q < 8: eight accumulators per column block, so each
-    load of H serves eight rows."""
+    load of H serves eight rows. Written on 1-D row views: LLVM vectorizes these loops (on 2-D
+    indexing with a blocked range it did not)."""
     r, d = H.shape
     for q in range(ROWS):
         for k in range(r):
             a[q, k] = 0.0
     for j0 in range(0, d, JB):
         j1 = min(d, j0 + JB)
+        n = j1 - j0
+        w0 = W[i, j0:j1]
+        w1 = W[i + 1, j0:j1]
+        w2 = W[i + 2, j0:j1]
+        w3 = W[i + 3, j0:j1]
+        w4 = W[i + 4, j0:j1]
+        w5 = W[i + 5, j0:j1]
+        w6 = W[i + 6, j0:j1]
+        w7 = W[i + 7, j0:j1]
         for k in range(r):
+            h = H[k, j0:j1]
             s0 = np.float32(0.0)
             s1 = np.float32(0.0)
             s2 = np.float32(0.0)
@@ -79,16 +91,16 @@ def _wht8(W, H, i, a):
             s5 = np.float32(0.0)
             s6 = np.float32(0.0)
             s7 = np.float32(0.0)
-            for j in range(j0, j1):
-                h = H[k, j]
-                s0 += W[i, j] * h
-                s1 += W[i + 1, j] * h
-                s2 += W[i + 2, j] * h
-                s3 += W[i + 3, j] * h
-                s4 += W[i + 4, j] * h
-                s5 += W[i + 5, j] * h
-                s6 += W[i + 6, j] * h
-                s7 += W[i + 7, j] * h
+            for j in range(n):
+                x = h[j]
+                s0 += w0[j] * x
+                s1 += w1[j] * x
+                s2 += w2[j] * x
+                s3 += w3[j] * x
+                s4 += w4[j] * x
+                s5 += w5[j] * x
+                s6 += w6[j] * x
+                s7 += w7[j] * x
             a[0, k] += s0
             a[1, k] += s1
             a[2, k] += s2
@@ -112,20 +124,33 @@ def _wht1(W, H, i, a, q):
 
 @numba.njit(**_JIT)
 def _vtw8(W, V, i, B):
-    """B[k, :] += sum_{q < 8} V[i + q, k] W[i + q, :]: one load and store of B per eight rows."""
+    """B[k, :] += sum_{q < 8} V[i + q, k] W[i + q, :]: one load and store of B per eight rows; by
+    column blocks, so the eight rows' block stays in L1 for all r rows of B (1-D views, as above)."""
     r, d = B.shape
-    for k in range(r):
-        v0 = V[i, k]
-        v1 = V[i + 1, k]
-        v2 = V[i + 2, k]
-        v3 = V[i + 3, k]
-        v4 = V[i + 4, k]
-        v5 = V[i + 5, k]
-        v6 = V[i + 6, k]
-        v7 = V[i + 7, k]
-        for j in range(d):
-            B[k, j] += (v0 * W[i, j] + v1 * W[i + 1, j] + v2 * W[i + 2, j] + v3 * W[i + 3, j]
-                        + v4 * W[i + 4, j] + v5 * W[i + 5, j] + v6 * W[i + 6, j] + v7 * W[i + 7, j])
+    for j0 in range(0, d, JB):
+        j1 = min(d, j0 + JB)
+        n = j1 - j0
+        w0 = W[i, j0:j1]
+        w1 = W[i + 1, j0:j1]
+        w2 = W[i + 2, j0:j1]
+        w3 = W[i + 3, j0:j1]
+        w4 = W[i + 4, j0:j1]
+        w5 = W[i + 5, j0:j1]
+        w6 = W[i + 6, j0:j1]
+        w7 = W[i + 7, j0:j1]
+        for k in range(r):
+            b = B[k, j0:j1]
+            v0 = V[i, k]
+            v1 = V[i + 1, k]
+            v2 = V[i + 2, k]
+            v3 = V[i + 3, k]
+            v4 = V[i + 4, k]
+            v5 = V[i + 5, k]
+            v6 = V[i + 6, k]
+            v7 = V[i + 7, k]
+            for j in range(n):
+                b[j] += (v0 * w0[j] + v1 * w1[j] + v2 * w2[j] + v3 * w3[j]
+                         + v4 * w4[j] + v5 * w5[j] + v6 * w6[j] + v7 * w7[j])
 
 
 @numba.njit(**_JIT)
@@ -175,16 +200,27 @@ def _sweep(W, V, H, G, B, C, lo, hi, eps, a):
 
 @numba.njit(parallel=True, **_JIT)
 def _mu(W, V, H, iters, eps, ngroups, per, jchunk):
-    """``iters`` fused MU steps on a batch W (n, o, d), V (n, o, r), H (n, r, d), in place."""
+    """``iters`` fused MU steps on a batch W (n, o, d), V (n, o, r), H (n, r, d), in place.
+
+    Two parallel loops per step: the row sweep (tasks = row groups), then the H update (tasks =
+    column chunks), which also forms its chunk's part of the next step's H H^T. Partial sums are
+    always added in group / chunk order."""
     n, o, d = W.shape
     r = H.shape[1]
+    nj = -(-d // jchunk)
     Bp = np.empty((n, ngroups, r, d), np.float32)
     Cp = np.empty((n, ngroups, r, r), np.float32)
+    Gp = np.empty((n, nj, r, r), np.float32)
     G = np.empty((n, r, r), np.float32)
-    nj = -(-d // jchunk)
+    for t in numba.prange(n * nj):
+        b = t // nj
+        c = t % nj
+        _gram_cols(H[b], c * jchunk, min(d, (c + 1) * jchunk), Gp[b, c])
     for _ in range(iters):
-        for b in numba.prange(n):
-            _gram(H[b], G[b])
+        for b in range(n):
+            G[b] = Gp[b, 0]
+            for c in range(1, nj):
+                G[b] += Gp[b, c]
         for t in numba.prange(n * ngroups):
             b = t // ngroups
             g = t % ngroups
@@ -192,23 +228,33 @@ def _mu(W, V, H, iters, eps, ngroups, per, jchunk):
             _sweep(W[b], V[b], H[b], G[b], Bp[b, g], Cp[b, g], g * per, min(o, (g + 1) * per), eps, a)
         for t in numba.prange(n * nj):
             b = t // nj
-            j0 = (t % nj) * jchunk
+            c = t % nj
+            j0 = c * jchunk
             j1 = min(d, j0 + jchunk)
+            m = j1 - j0
             C = Cp[b, 0].copy()
-            for g in range(1, ngroups):  # partials in group order: thread-count independent
+            for g in range(1, ngroups):
                 C += Cp[b, g]
             Bs = Bp[b, 0, :, j0:j1].copy()
             for g in range(1, ngroups):
                 Bs += Bp[b, g, :, j0:j1]
-            hj = np.empty(r, np.float32)
-            for j in range(j0, j1):
-                for k in range(r):
-                    s = np.float32(0.0)
-                    for l in range(r):
-                        s += C[k, l] * H[b, l, j]
-                    hj[k] = H[b, k, j] * (Bs[k, j - j0] / (s + eps))
-                for k in range(r):
-                    H[b, k, j] = hj[k]
+            # D = C H[:, chunk] with the old H, as r vectorized passes (a scalar sum over l per
+            # column would be a chain of r dependent FMAs per entry), then H <- H * B / (D + eps)
+            D = np.zeros((r, m), np.float32)
+            for k in range(r):
+                dk = D[k]
+                for l in range(r):
+                    ckl = C[k, l]
+                    hl = H[b, l, j0:j1]
+                    for j in range(m):
+                        dk[j] += ckl * hl[j]
+            for k in range(r):
+                hk = H[b, k, j0:j1]
+                bk = Bs[k]
+                dk = D[k]
+                for j in range(m):
+                    hk[j] = hk[j] * (bk[j] / (dk[j] + eps))
+            _gram_cols(H[b], j0, j1, Gp[b, c])
 
 
 @numba.njit(parallel=True, **_JIT)
@@ -256,7 +302,7 @@ def mu_frobenius(W: torch.Tensor, V: torch.Tensor, H: torch.Tensor, iters: int, 
         return
     ngroups, per = groups_for(W.shape[1])
     with _NumbaThreads():
-        _mu(Wn, Vn, Hn, int(iters), np.float32(eps), ngroups, per, 512)
+        _mu(Wn, Vn, Hn, int(iters), np.float32(eps), ngroups, per, JCHUNK)
 
 
 def residual(W: torch.Tensor, V: torch.Tensor, H: torch.Tensor) -> torch.Tensor:
