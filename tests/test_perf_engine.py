@@ -162,6 +162,15 @@ def test_fused_kernel_is_bitwise_independent_of_the_thread_count(threads):
 
 
 @needs_numba
+def test_fused_per_channel_variant_matches_the_torch_engine():
+    ws = {"w": torch.randn(40, 300, generator=torch.Generator().manual_seed(2))}
+    cfg = dict(per_channel=True, iters=50)
+    a = yopo_saliency(ws, YopoConfig(kernel="fused", **cfg))["w"]
+    b = yopo_saliency(ws, YopoConfig(kernel="torch", **cfg))["w"]
+    torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
+@needs_numba
 def test_auto_uses_the_fused_kernel_only_for_large_float32_mu_batches():
     big = torch.zeros(1, 512, FUSED_MIN_ELEMS // 512)
     small = torch.zeros(1, 64, 576)

@@ -21,8 +21,8 @@ STORAGE_DTYPES = ("float32", "bfloat16", "float16")
 KERNELS = ("auto", "fused", "torch")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 # The fused kernel (kernel.py) serves float32 MU batches of at least this many entries under
-# kernel="auto". Smaller models never load numba (importing it and its cached code costs ~0.5 s,
-# more than all of ResNet-20's NMF).
+# kernel="auto". Smaller models never load numba (importing it, its initialization and the cached
+# kernel cost 1-3 s once per process, far more than all of ResNet-20's NMF).
 FUSED_MIN_ELEMS = 1 << 18
 # fast=True: AMU for this many passes over W instead of MU-200 (benchmarks/solvers.py: AMU reaches
 # MU-200's objective within 15-20 passes on ResNet-20, VGG-19 and ResNet-50)
@@ -53,9 +53,9 @@ class YopoConfig:
     kernel: str = opt("auto", "MU implementation for float32 on CPU: fused = one pass over W per step (needs "
                       "numba, extra 'fast'; thread-count independent), torch = two batched products per step, "
                       "auto = fused for batches of >= 2^18 entries when numba is installed", KERNELS)
-    fast: bool = opt(False, f"replace MU-200 by {FAST_SOLVER.upper()} for {FAST_PASSES} passes over W (same "
-                     "objective, a few times faster; a slightly different factorization, see "
-                     "docs/performance.md); needs the default solver and iters")
+    fast: bool = opt(False, f"replace MU-200 by {FAST_SOLVER.upper()} for {FAST_PASSES} passes over W (reaches "
+                     "MU-200's objective in about half the time; a slightly different factorization: mask "
+                     "agreement ~0.98, see docs/performance.md); needs the default solver and iters")
 
     def validate(self) -> "YopoConfig":
         check_int("rank", self.rank, 1)
