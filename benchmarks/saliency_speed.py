@@ -172,7 +172,8 @@ def main() -> None:
         rows.append(row)
         print(f"{name:9s} {numel / 1e6:6.2f}M weights, T={args.iters}: plain {med['plain']:7.2f}s | engine "
               f"{med['engine']:7.2f}s ({row['speedup_engine_vs_plain']:5.2f}x, {row['engine_over_floor']:4.2f}x the "
-              f"floor {floor:6.2f}s; {row['engine_over_compute_floor']:4.2f}x the compute floor {compute_floor:6.2f}s) | torch engine {med['torch']:7.2f}s ({row['speedup_torch_vs_plain']:5.2f}x) | "
+              f"floor {floor:6.2f}s; {row['engine_over_compute_floor']:4.2f}x the compute floor {compute_floor:6.2f}s)"
+              f" | torch engine {med['torch']:7.2f}s ({row['speedup_torch_vs_plain']:5.2f}x) | "
               f"agreement engine/plain {row['mask_agreement_engine_vs_plain_at_0.9']:.6f}, torch/plain "
               f"{row['mask_agreement_torch_vs_plain_at_0.9']:.6f} | re-threshold {t_cal:.3f}s", flush=True)
         if native_bf16:
