@@ -6,7 +6,7 @@
 for large layers when numba is installed). Both are timed in this process, alternating, medians of
 ``--runs``. The objective is sum_l ||W_l - V_l H_l||_F^2 of the factors, recomputed from the
 scores (S = |W - VH| so ||S||_F^2 is the objective). Writes benchmarks/results/fast_option.json
-(``--quick``: ResNet-20 and VGG-19, one run, *_draft.json).
+(``--quick``: one run, ResNet-20 and VGG-19 unless --models says otherwise, *_draft.json).
 
     python benchmarks/fast_option.py [--models resnet20 vgg19 resnet50] [--runs 3] [--quick]
 """
@@ -32,12 +32,17 @@ def objective(scores: dict) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--models", nargs="*", default=["resnet20", "vgg19", "resnet50"])
+    ap.add_argument("--models", nargs="*", default=None, help="default: resnet20 vgg19 resnet50 "
+                    "(--quick: resnet20 vgg19)")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="resnet20 + vgg19, 1 run; writes fast_option_draft.json")
     args = ap.parse_args()
+    # results of an explicit model list go to their own file, beside the default list's
+    out_name = "fast_option.json" if args.models is None else f"fast_option_{'_'.join(args.models)}.json"
+    if args.models is None:
+        args.models = ["resnet20", "vgg19"] if args.quick else ["resnet20", "vgg19", "resnet50"]
     if args.quick:
-        args.models, args.runs = [m for m in args.models if m != "resnet50"], 1
+        args.runs = 1
     info = env()
     print(env_line(info))
     print(f"fast = {FAST_SOLVER} for {FAST_PASSES} passes over W; default = MU-200 (kernel auto)")
@@ -70,7 +75,7 @@ def main() -> None:
               f"{row['objective_ratio_fast_over_mu200']:.4f} || hals-10: {row['hals10_time_ratio']:.3f}x, agreement "
               f"{row['hals10_mask_agreement_at_0.9']:.4f}, objective {row['hals10_objective_ratio']:.4f}", flush=True)
     info["loadavg_at_end"] = os.getloadavg()
-    p = save("fast_option.json", {"env": info, "fast_solver": FAST_SOLVER, "fast_passes": FAST_PASSES, "rows": rows},
+    p = save(out_name, {"env": info, "fast_solver": FAST_SOLVER, "fast_passes": FAST_PASSES, "rows": rows},
              draft=args.quick)
     print(f"wrote {p}")
 
