@@ -113,9 +113,16 @@ def storage_dtype(requested: str, device: torch.device | str = "cpu") -> str:
 
 @functools.lru_cache(maxsize=None)
 def fused_kernel():
-    """The compiled fused MU kernel module (``yopo.methods.yopo.kernel``), or None without numba."""
+    """The compiled fused MU kernel module (``yopo.methods.yopo.kernel``), or None without numba.
+
+    A numba that is installed but cannot be used (e.g. no writable cache location, numba raises
+    RuntimeError when the module defines its cached functions) gives None with a warning."""
     try:
         from . import kernel
     except ImportError:
+        return None
+    except RuntimeError as e:
+        warnings.warn(f"the fused NMF kernel is unavailable ({e}); using the torch engine", RuntimeWarning,
+                      stacklevel=2)
         return None
     return kernel
