@@ -18,9 +18,10 @@ independent of the thread count (tested). Summation order still depends on the c
 CPU's vector width), so results may differ in the last bits between machines.
 
 Needs numba (``pip install "yopo[fast]"``). Compiled on first use (about 10-20 s) and cached on disk
-by numba; later processes load the compiled code (about 0.5 s including ``import numba``). Import
-this module only through :func:`yopo.methods.yopo.hardware.fused_kernel`, which returns None when
-numba is missing.
+by numba; every later process pays ``import numba``, numba's initialization and loading the cached
+code once (2.6-3.2 s measured on the shared 2-core dev machine under load ~10; see
+docs/performance.md). Import this module only through
+:func:`yopo.methods.yopo.hardware.fused_kernel`, which returns None when numba is missing.
 """
 from __future__ import annotations
 
