@@ -237,19 +237,20 @@ def _factor_batch(W: torch.Tensor, rank: int, seeds: list[int], cfg: YopoConfig,
     """S = |W - VH| for a (B, o, d) float32 batch, factoring a copy stored in ``store``;
     ``shapes`` marks zero-padded members (see ``init_factors``). ``cfg`` is the effective
     configuration (``fast`` already resolved)."""
+    # Small batches always run on one thread (threads only add synchronization there); on the
+    # torch engine this also makes their result independent of the thread count (the fused kernel's
+    # is on any count). See docs/performance.md, "Determinism".
+    n = cfg.threads if cfg.threads > 0 else (1 if W.numel() < _SMALL and W.device.type == "cpu" else 0)
     if _use_fused(W, store, cfg):
         fused = hardware.fused_kernel()
         W = W.contiguous()
         V, H = init_factors(W, rank, cfg.init, seeds, shapes)
         V, H = V.contiguous(), H.contiguous()
-        with _threads(cfg.threads):  # the kernel runs on torch's thread count (any: same result)
+        with _threads(n):  # the kernel runs on torch's thread count
             fused.mu_frobenius(W, V, H, cfg.iters, cfg.eps)
             return fused.residual(W, V, H)
     Ws = W if store == W.dtype else W.to(store)
     V, H = init_factors(Ws, rank, cfg.init, seeds, shapes)
-    # Small batches always run on one thread, so their result does not depend on the thread count
-    # (see docs/performance.md, "Determinism").
-    n = cfg.threads if cfg.threads > 0 else (1 if W.numel() < _SMALL and W.device.type == "cpu" else 0)
     with _threads(n):
         get_update(cfg.loss, cfg.solver)(Ws, V, H, cfg.iters, cfg.eps)
         del Ws
