@@ -24,19 +24,32 @@ RESULTS = ROOT / "benchmarks" / "results"
 import torch  # noqa: E402
 
 
+# CPU flags that decide which arithmetic is native (recorded with every figure)
+FLAGS_OF_INTEREST = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16", "amx_tile",
+                     "asimd", "bf16", "sve")
+
+
 def env() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """The machine a figure comes from: CPU model and the flags that matter, cores, load, versions."""
+    from yopo.methods.yopo.hardware import cpu_info, fused_kernel
+
+    cpu, flags = cpu_info()
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "python": platform.python_version(), "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-            "loadavg_at_start": load}
+    k = fused_kernel()
+    numba_version = None
+    if k is not None:
+        import numba
+        numba_version = numba.__version__
+    return {"cpu": cpu, "cpu_flags": sorted(f for f in FLAGS_OF_INTEREST if flags and f in flags),
+            "cores": os.cpu_count(), "torch": torch.__version__, "numba": numba_version,
+            "threads": torch.get_num_threads(), "python": platform.python_version(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "loadavg_at_start": load}
+
+
+def env_line(info: dict) -> str:
+    return (f"# {info['cpu']} (flags: {' '.join(info['cpu_flags']) or 'none of interest'}), {info['cores']} cores, "
+            f"torch {info['torch']}, numba {info['numba']}, {info['threads']} threads, "
+            f"OMP_WAIT_POLICY={info['omp_wait_policy']}, load {info['loadavg_at_start']}")
 
 
 def model_weights(name: str) -> dict[str, torch.Tensor]:
@@ -62,13 +75,29 @@ def timed(fn, runs: int):
     return statistics.median(ts), ts, out
 
 
-def save(name: str, obj) -> Path:
+def save(name: str, obj, draft: bool = False) -> Path:
+    """Write the evidence JSON; ``draft`` (``--quick`` runs) adds a ``_draft`` suffix so a quick or
+    contended run never overwrites a committed result."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     if OMP_DEFAULT:
         name = name.replace(".json", "_ompdefault.json")
+    if draft:
+        name = name.replace(".json", "_draft.json")
     p = RESULTS / name
-    p.write_text(json.dumps(obj, indent=2) + "\n")
+    from yopo.core.io import write_text
+    write_text(p, json.dumps(obj, indent=2) + "\n")
     return p
+
+
+def read_seconds(W: torch.Tensor, runs: int = 30) -> float:
+    """Best time of one cached read of W (``W.sum()`` after a warm-up; W stays in cache when it fits)."""
+    W.sum()
+    best = float("inf")
+    for _ in range(runs):
+        t = time.perf_counter()
+        W.sum()
+        best = min(best, time.perf_counter() - t)
+    return best
 
 
 def mask_agreement(a: dict, b: dict) -> float:

@@ -1,6 +1,8 @@
 """Objective vs time of the NMF solvers (mu, amu, hals) on whole models, and mask agreement.
 
 For each model, the layers are batched exactly as ``yopo_saliency`` batches them for each solver
+(MU on the fused one-pass kernel where the engine uses it: float32 batches of >= 2^18 entries with
+numba installed)
 (``plan_batches``: same-shaped layers together; HALS packs small layers into zero-padded batches;
 same seeds, rank 7). Each solver is run pass by pass; the objective
 sum_l ||W_l - V_l H_l||_F^2 over all layers is recorded at checkpoints (time spent evaluating it
@@ -19,10 +21,12 @@ import argparse
 import statistics
 import time
 
-from _common import env, mask_agreement, model_weights, save
+from _common import env, env_line, mask_agreement, model_weights, save
 from yopo.core.calibration import mort
 from yopo.methods.yopo.nmf import get_update, init_factors, objective
-from yopo.methods.yopo.saliency import YopoConfig, _prepare, _threads, layer_seed, plan_batches, residual, stack_batch
+from yopo.methods.yopo import hardware
+from yopo.methods.yopo.saliency import (YopoConfig, _prepare, _threads, _use_fused, layer_seed, plan_batches, residual,
+                                        stack_batch)
 
 CHECK = [1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 60, 80, 100, 150, 200]
 
@@ -36,6 +40,8 @@ def groups(ws: dict, cfg: YopoConfig):
 def trace(batches, solver: str, passes: int, seed: int = 0):
     """[(passes, seconds, objective)] at checkpoints, and the final scores."""
     fn = get_update("frobenius", solver)
+    # MU runs where the engine runs it: on the fused kernel for large float32 batches (numba)
+    fused = {id(W): solver == "mu" and _use_fused(W, W.dtype, YopoConfig()) for _, W in batches}
     state = []
     for b, W in batches:
         V, H = init_factors(W, b.rank, "uniform", [layer_seed(seed, n) for n in b.names],
@@ -44,10 +50,10 @@ def trace(batches, solver: str, passes: int, seed: int = 0):
     elapsed, points, done = 0.0, [], 0
     for p in [c for c in CHECK if c <= passes]:
         for b, W, V, H in state:
-            small = 1 if W.numel() < (1 << 20) else 0  # the engine's thread rule
+            small = 1 if W.numel() < (1 << 20) and not fused[id(W)] else 0  # the engine's thread rule
             t = time.perf_counter()
             with _threads(small):
-                fn(W, V, H, p - done, 1e-8)
+                (hardware.fused_kernel().mu_frobenius if fused[id(W)] else fn)(W, V, H, p - done, 1e-8)
             elapsed += time.perf_counter() - t
         done = p
         # the objective over the real (unpadded) entries only
@@ -66,10 +72,13 @@ def main() -> None:
     ap.add_argument("--models", nargs="*", default=["resnet20", "vgg19", "resnet50"])
     ap.add_argument("--max-passes", type=int, default=60)
     ap.add_argument("--repeats", type=int, default=3, help="timing repeats (medians)")
+    ap.add_argument("--quick", action="store_true", help="resnet20 + vgg19, 30 passes, 1 repeat; solvers_draft.json")
     args = ap.parse_args()
+    if args.quick:
+        args.models = [m for m in args.models if m != "resnet50"]
+        args.max_passes, args.repeats = 30, 1
     info = env()
-    print(f"# {info['cpu']}, {info['cores']} cores, torch {info['torch']}, {info['threads']} threads, "
-          f"load {info['loadavg_at_start']}; objective traces: 1 run; times: median of {args.repeats}")
+    print(env_line(info) + f"; objective traces: 1 run; times: median of {args.repeats}")
     rows = []
     for name in args.models:
         ws = model_weights(name)
@@ -113,7 +122,7 @@ def main() -> None:
                   f"{sv['mask_agreement_with_mu200_at_0.9']:.4f}", flush=True)
         rows.append(row)
     info["loadavg_at_end"] = __import__("os").getloadavg()
-    p = save("solvers.json", {"env": info, "rows": rows})
+    p = save("solvers.json", {"env": info, "rows": rows}, draft=args.quick)
     print(f"wrote {p}")
 
 

@@ -143,7 +143,11 @@ def test_fast_solver_rejects_other_losses():
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
-def test_low_precision_storage_agrees(dtype):
+def test_low_precision_storage_agrees(dtype, monkeypatch):
+    # pretend the CPU computes the dtype natively, so the reduced-precision path runs (on a CPU
+    # without it, storage falls back to float32: tests/test_perf_engine.py)
+    from yopo.methods.yopo import hardware
+    monkeypatch.setattr(hardware, "native_low_precision", lambda name, device="cpu": True)
     ws = {"a.weight": torch.randn(64, 32, 3, 3, generator=torch.Generator().manual_seed(0)),
           "b.weight": torch.randn(100, 200, generator=torch.Generator().manual_seed(1))}
     full = yopo_saliency(ws, YopoConfig())

@@ -11,7 +11,9 @@ import importlib
 import sys
 import warnings
 
-# subcommand name -> module (imported lazily so `yopo --help` stays fast)
+# subcommand name -> module. A command's module (and whatever it imports: torch for most) is loaded
+# only when that command runs; `yopo --help`, `yopo models`, `yopo methods` and errors in the
+# command name never import torch (tests/test_cli_startup.py).
 COMMANDS = {
     "prune": "yopo.cli.prune",
     "train": "yopo.cli.train",
@@ -21,6 +23,17 @@ COMMANDS = {
     "hf": "yopo.cli.hf",
     "sweep": "yopo.cli.sweep",
     "report": "yopo.cli.report",
+}
+# the one-line help of each command in `yopo --help` (the test checks it against each module's own)
+HELP = {
+    "prune": "compute the once-only saliency of a model, save it, print a mask",
+    "train": "prune at initialization, then train the sparse network",
+    "inspect": "describe a family artifact; with --sparsity, print that mask",
+    "methods": "list the scoring methods and their options",
+    "models": "list the models available by name",
+    "hf": "stream YOPO saliency of a transformers config (no download) to disk",
+    "sweep": "run or resume a sweep (methods x sparsities x seeds x datasets x models)",
+    "report": "tables (markdown + LaTeX) and figures (PNG + PDF) from a sweep database",
 }
 
 
@@ -42,7 +55,9 @@ class Parser(argparse.ArgumentParser):
         super()._check_value(action, value)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands=None) -> argparse.ArgumentParser:
+    """The ``yopo`` parser. ``commands``: the subcommands whose full parsers are built (importing
+    their modules); the others get a stub that only carries their help line. None = all."""
     parser = Parser(
         prog="yopo",
         description="Pruning at initialization with once-only, data-free saliency (You Only Prune Once). "
@@ -54,8 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-q", "--quiet", action="count", default=0, help="only warnings and errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
     for name, modname in COMMANDS.items():
-        importlib.import_module(modname).add_parser(sub, name)
+        if commands is None or name in commands:
+            importlib.import_module(modname).add_parser(sub, name)
+        else:
+            sub.add_parser(name, help=HELP[name], add_help=False)
     return parser
+
+
+def _command(argv: list[str]) -> str | None:
+    """The subcommand named in ``argv``: its first word (the top level has only flags without values)."""
+    word = next((a for a in argv if not a.startswith("-")), None)
+    return word if word in COMMANDS else None
 
 
 def check_device(name: str, flag: str = "--device") -> str:
@@ -93,7 +117,9 @@ def _one_line(e: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = _command(argv)
+    parser = build_parser(set() if command is None else {command})
     args = parser.parse_args(argv)
     from ..core.progress import configured
 

@@ -58,6 +58,7 @@ def _family_settings(path: str):
 
 
 def run(args) -> int:
+    from ..core.registry import get_method
     from ..experiment.train import run as train_run
 
     from ..core.io import check_out_dir

@@ -9,7 +9,8 @@ iteration. ``amu`` (accelerated MU) and ``hals`` (accelerated HALS) reuse each p
 several cheap factor updates (Gillis & Glineur 2012); they reach the objective of 200 MU steps in
 far fewer passes, but converge to a (slightly) different factorization. ``W`` may be stored in
 bfloat16/float16: the products accumulate in float32 and the factors stay float32.
-``nmf_reference`` is the plain textbook loop the engine is checked and timed against.
+``nmf_reference`` is the plain per-layer loop the engine is checked and timed against. The fused
+one-pass MU kernel for large float32 layers on the CPU is in ``kernel.py`` (needs numba).
 """
 from __future__ import annotations
 
@@ -369,12 +370,18 @@ def nmf(W: torch.Tensor, rank: int, iters: int, *, init: str = "uniform", loss: 
 
 
 def nmf_reference(W: torch.Tensor, rank: int, iters: int, *, seed: int, eps: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
-    """The plain textbook loop for one (o, d) matrix, uniform init: the baseline the engine is
-    checked and timed against (benchmarks/saliency_speed.py)."""
+    """The plain per-layer loop of eq. (8) for one (o, d) matrix, uniform init: the correctness
+    reference of the engine (tests) and the fair baseline it is timed against
+    (benchmarks/saliency_speed.py).
+
+    Written the way a careful user would: the rank-r Grams are formed first, ``V @ (H @ H.T)`` and
+    ``(V.T @ V) @ H``, so each step reads W twice (``W @ H.T``, ``V.T @ W``) and never forms the
+    o x d product ``V @ H`` (left-to-right evaluation, ``V @ H @ H.T``, forms it twice per step and
+    is several times slower on large layers)."""
     g = torch.Generator().manual_seed(int(seed))
     V = torch.rand(W.shape[0], rank, generator=g).to(W)
     H = torch.rand(rank, W.shape[1], generator=g).to(W)
     for _ in range(iters):
-        V = V * (W @ H.T) / (V @ H @ H.T + eps)
-        H = H * (V.T @ W) / (V.T @ V @ H + eps)
+        V = V * (W @ H.T) / (V @ (H @ H.T) + eps)
+        H = H * (V.T @ W) / ((V.T @ V) @ H + eps)
     return V, H

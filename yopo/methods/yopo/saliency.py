@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import warnings
 import zlib
 from collections import defaultdict
@@ -13,16 +14,37 @@ import torch
 from ...core.config import opt, validate_fields
 from ...core.layers import flat
 from ...core.progress import track
+from . import hardware
 from .nmf import INITS, LOSSES, SOLVERS, get_update, init_factors
 
 NORMALIZE = ("none", "median")
 STORAGE_DTYPES = ("float32", "bfloat16", "float16")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+KERNELS = ("auto", "fused", "torch")
+# The fused kernel (kernel.py) serves float32 MU batches of at least this many entries under
+# kernel="auto". Smaller models never load numba (importing it, its initialization and the cached
+# kernel cost 1-3 s once per process, far more than all of ResNet-20's NMF).
+FUSED_MIN_ELEMS = 1 << 18
+# fast=True: AMU for this many passes over W instead of MU-200 (benchmarks/solvers.py: AMU reaches
+# MU-200's objective within 15-20 passes on ResNet-20, VGG-19 and ResNet-50)
+FAST_SOLVER = "amu"
+FAST_PASSES = 20
 
 
-def _check_solver_loss(cfg: "YopoConfig") -> None:
+def _check_combinations(cfg: "YopoConfig") -> None:
+    """The cross-field rules (single-field rules are declared on the fields)."""
     if cfg.nmf_solver != "mu" and cfg.loss != "frobenius":
         raise ValueError(f"nmf_solver={cfg.nmf_solver!r} supports loss='frobenius' only; got loss={cfg.loss!r}")
+    if cfg.fast and (cfg.nmf_solver != "mu" or cfg.iters != 200):
+        raise ValueError(f"fast=True replaces MU-200 by {FAST_SOLVER} for {FAST_PASSES} passes; it cannot be "
+                         f"combined with nmf_solver={cfg.nmf_solver!r}, iters={cfg.iters!r} (set those instead)")
+    if cfg.kernel == "fused":
+        if cfg.nmf_solver != "mu" or cfg.loss != "frobenius" or cfg.storage_dtype != "float32" or cfg.fast:
+            raise ValueError("kernel='fused' runs MU with loss='frobenius' on float32 storage only; got "
+                             f"nmf_solver={cfg.nmf_solver!r}, loss={cfg.loss!r}, storage_dtype="
+                             f"{cfg.storage_dtype!r}, fast={cfg.fast!r}")
+        if hardware.fused_kernel() is None:
+            raise ValueError("kernel='fused' needs numba: pip install 'yopo[fast]' (or use kernel='auto')")
 
 
 @dataclass(frozen=True)
@@ -51,10 +73,16 @@ class YopoConfig:
                              "float32, factors and the residual stay float32)", STORAGE_DTYPES)
     nmf_threads: int = opt(0, "intra-op CPU threads during the NMF (0 = auto: 1 for batches under 2^20 entries, "
                            "where threads only add synchronization, else torch's setting)", low=0)
+    kernel: str = opt("auto", "MU implementation for float32 on CPU: fused = one pass over W per step (needs "
+                      "numba, extra 'fast'; thread-count independent), torch = two batched products per step, "
+                      "auto = fused for batches of >= 2^18 entries when numba is installed", KERNELS)
+    fast: bool = opt(False, f"replace MU-200 by {FAST_SOLVER.upper()} for {FAST_PASSES} passes over W (reaches "
+                     "MU-200's objective in about half the time; a slightly different factorization: mask "
+                     "agreement ~0.98, see docs/performance.md); needs the default nmf_solver and iters")
 
     def __post_init__(self):
         validate_fields(self)
-        _check_solver_loss(self)  # the one cross-field rule
+        _check_combinations(self)
 
 
 RENAMED = YopoConfig.RENAMED
@@ -192,18 +220,49 @@ def stack_batch(batch: Batch, mats: dict[str, torch.Tensor]) -> torch.Tensor:
     return W
 
 
+def _use_fused(W: torch.Tensor, store: torch.dtype, cfg: YopoConfig) -> bool:
+    """Whether this batch runs on the fused kernel (``kernel.py``)."""
+    if cfg.kernel == "torch" or cfg.nmf_solver != "mu" or cfg.loss != "frobenius" or store != torch.float32:
+        return False
+    if W.device.type != "cpu" or W.dtype != torch.float32:
+        if cfg.kernel == "fused":
+            raise ValueError(f"kernel='fused' runs on float32 CPU tensors; got {W.dtype} on {W.device}")
+        return False
+    if cfg.kernel == "auto" and W.numel() < FUSED_MIN_ELEMS:
+        return False
+    return hardware.fused_kernel() is not None
+
+
 def _factor_batch(W: torch.Tensor, rank: int, seeds: list[int], cfg: YopoConfig,
-                  shapes: list[tuple[int, int]] | None = None) -> torch.Tensor:
-    """S = |W - VH| for a (B, o, d) float32 batch, factoring a copy stored in cfg.storage_dtype;
-    ``shapes`` marks zero-padded members (see ``init_factors``)."""
-    store = _DTYPES[cfg.storage_dtype]
+                  shapes: list[tuple[int, int]] | None = None, store: torch.dtype = torch.float32) -> torch.Tensor:
+    """S = |W - VH| for a (B, o, d) float32 batch, factoring a copy stored in ``store``;
+    ``shapes`` marks zero-padded members (see ``init_factors``). ``cfg`` is the effective
+    configuration (``fast`` already resolved)."""
+    # Small batches always run on one thread (threads only add synchronization there); on the
+    # torch engine this also makes their result independent of the thread count (the fused kernel's
+    # is on any count). See docs/performance.md, "Determinism".
+    n = cfg.nmf_threads if cfg.nmf_threads > 0 else (1 if W.numel() < _SMALL and W.device.type == "cpu" else 0)
+    if _use_fused(W, store, cfg):
+        fused = hardware.fused_kernel()
+        W = W.contiguous()
+        V, H = init_factors(W, rank, cfg.nmf_init, seeds, shapes)
+        V, H = V.contiguous(), H.contiguous()
+        with _threads(n):  # the kernel runs on torch's thread count
+            fused.mu_frobenius(W, V, H, cfg.iters, cfg.eps)
+            return fused.residual(W, V, H)
     Ws = W if store == W.dtype else W.to(store)
     V, H = init_factors(Ws, rank, cfg.nmf_init, seeds, shapes)
-    n = cfg.nmf_threads if cfg.nmf_threads > 0 else (1 if W.numel() < _SMALL and W.device.type == "cpu" else 0)
     with _threads(n):
         get_update(cfg.loss, cfg.nmf_solver)(Ws, V, H, cfg.iters, cfg.eps)
-    del Ws
-    return residual(W, V, H)
+        del Ws
+        return residual(W, V, H)
+
+
+def effective_config(cfg: YopoConfig) -> YopoConfig:
+    """``cfg`` with ``fast`` resolved into the solver and passes it stands for."""
+    if cfg.fast:
+        return dataclasses.replace(cfg, fast=False, nmf_solver=FAST_SOLVER, iters=FAST_PASSES)
+    return cfg
 
 
 def yopo_saliency(weights: dict[str, torch.Tensor], cfg: YopoConfig, seed: int = 0,
@@ -216,10 +275,14 @@ def yopo_saliency(weights: dict[str, torch.Tensor], cfg: YopoConfig, seed: int =
     cache-resident), small layers packed for call-bound solvers; each layer keeps its own seeded
     init, so batching does not change its factors.
     """
+    cfg = effective_config(cfg)
     mats: dict[str, torch.Tensor] = {}
     for name, w in weights.items():
         dev = torch.device(device) if device is not None else w.device
         mats[name] = _prepare(w, name, cfg, dev)
+    # reduced precision only where the device computes it natively (else float32, one warning)
+    stores = {dev: _DTYPES[hardware.storage_dtype(cfg.storage_dtype, dev)]
+              for dev in {a.device for a in mats.values()}}
 
     out: dict[str, torch.Tensor] = {}
     with torch.no_grad():
@@ -230,13 +293,13 @@ def yopo_saliency(weights: dict[str, torch.Tensor], cfg: YopoConfig, seed: int =
                 o = b.o
                 W = torch.cat([mats[n] for n in b.names]).unsqueeze(1)  # (len*o, 1, d)
                 seeds = [layer_seed(layer_seed(seed, n), str(row)) for n in b.names for row in range(o)]
-                S = _factor_batch(W, b.rank, seeds, cfg).squeeze(1)
+                S = _factor_batch(W, b.rank, seeds, cfg, store=stores[W.device]).squeeze(1)
                 for j, n in enumerate(b.names):
                     out[n] = S[j * o : (j + 1) * o].reshape(weights[n].shape)
                 continue
             W = stack_batch(b, mats)
             S = _factor_batch(W, b.rank, [layer_seed(seed, n) for n in b.names], cfg,
-                              list(b.shapes) if b.padded else None)
+                              list(b.shapes) if b.padded else None, store=stores[W.device])
             for j, (n, (o, d)) in enumerate(zip(b.names, b.shapes)):
                 out[n] = S[j, :o, :d].reshape(weights[n].shape)
     return {n: out[n] for n in weights}
