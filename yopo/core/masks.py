@@ -1,11 +1,18 @@
 """Apply masks to a model and keep pruned weights at exactly zero through training.
 
-``apply_masks`` multiplies each masked weight in place, stores the mask as a ``weight_mask``
-buffer on its module (the name ``torch.nn.utils.prune`` uses, so checkpoints carry the mask) and
-registers a gradient hook that zeroes the gradient of pruned entries. With zero weights and zero
-gradients, SGD (momentum, weight decay), Adam and AdamW leave pruned entries at 0, as does AMP's
-GradScaler. For optimizers whose state predates the mask, :func:`enforce_after_step` re-zeroes
-after every step.
+``apply_masks`` sets every pruned weight to 0 in place (a fill, not a product: an Inf or NaN in a
+pruned position becomes 0, not NaN), stores the mask as a non-persistent ``weight_mask`` buffer on
+its module and registers a gradient hook that fills the gradient of pruned entries with 0. With
+zero weights and zero gradients, SGD (momentum, weight decay), Adam and AdamW leave pruned entries
+at 0, as does AMP's GradScaler. For optimizers whose state predates the mask,
+:func:`enforce_after_step` re-zeroes after every step.
+
+Checkpoints: the mask buffer is *not* in ``model.state_dict()``, so the state dict of a masked
+model is the state dict of a plain model (zeros in the pruned positions) and loads strictly into
+an unmasked model of the same architecture. Save and restore masks explicitly: put
+``get_masks(model)`` beside the state dict and call ``apply_masks(model, masks)`` after loading
+(or use the bit-packed ``yopo.save_mask`` / ``yopo.load_mask``). A masked module still accepts an older state dict that
+carries ``<name>.weight_mask`` entries: its load hook consumes them and updates the mask.
 """
 from __future__ import annotations
 
@@ -44,10 +51,11 @@ def check_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
 
 @torch.no_grad()
 def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
-    """Zero pruned weights of ``model`` in place and keep them zero; returns the model.
+    """Set the pruned weights of ``model`` to 0 in place and keep them 0; returns the model.
 
     ``masks`` maps parameter names to bool (or 0/1) tensors of the weight's shape. Applying masks
-    again replaces the earlier ones.
+    again replaces the earlier ones. Pruned entries are *filled* with 0 (an Inf or NaN there
+    becomes 0), and so is their gradient.
     """
     check_masks(model, masks)
     for name, m in masks.items():
@@ -56,17 +64,54 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
             raise ValueError(f"only '.weight' parameters are maskable; got {name!r}")
         w = module.weight
         mask = m.to(device=w.device, dtype=torch.bool)
-        w.mul_(mask)
-        if MASK_BUFFER in module._buffers:
-            module._buffers[MASK_BUFFER] = mask
-        else:
-            module.register_buffer(MASK_BUFFER, mask)
-        old = _HOOKS.pop(w, None)
-        if old is not None:
-            old.remove()
-        # read the buffer at call time so .to(device) / load_state_dict updates are honoured
-        _HOOKS[w] = w.register_hook(lambda g, mod=module: g * mod._buffers[MASK_BUFFER].to(g.dtype))
+        w.masked_fill_(~mask, 0)
+        # non-persistent: a masked model's state dict loads into a plain model (see module doc)
+        module._buffers.pop(MASK_BUFFER, None)
+        module.register_buffer(MASK_BUFFER, mask, persistent=False)
+        for handle in _HOOKS.pop(w, ()):
+            handle.remove()
+        # the hooks read the buffer at call time, so .to(device) and mask updates are honoured
+        _HOOKS[w] = (w.register_hook(lambda g, mod=module: g.masked_fill(~mod._buffers[MASK_BUFFER], 0)),
+                     module.register_load_state_dict_pre_hook(_consume_legacy_mask),
+                     module.register_load_state_dict_post_hook(_rezero_after_load))
     return model
+
+
+def _consume_legacy_mask(module, state_dict, prefix, *_):
+    """Load hook of a masked module: a ``<prefix>weight_mask`` entry (checkpoints written before
+    masks left the state dict) replaces the mask instead of failing a strict load as unexpected."""
+    old = module._buffers.get(MASK_BUFFER)
+    if old is None or hasattr(module, "weight_orig"):  # masks removed (a stale hook of a copy) / torch prune
+        return
+    mask = state_dict.pop(prefix + MASK_BUFFER, None)
+    if mask is not None:
+        if tuple(mask.shape) != tuple(old.shape):
+            raise ValueError(f"{prefix}{MASK_BUFFER} has shape {tuple(mask.shape)} but the weight has "
+                             f"{tuple(old.shape)}")
+        module._buffers[MASK_BUFFER] = mask.to(device=old.device, dtype=torch.bool)
+
+
+@torch.no_grad()
+def _rezero_after_load(module, _incompatible):
+    # loading dense weights into a masked model must not revive pruned entries
+    mask = module._buffers.get(MASK_BUFFER)
+    if mask is not None and not hasattr(module, "weight_orig"):
+        module.weight.masked_fill_(~mask, 0)
+
+
+def split_state_dict(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(plain state dict, masks) from a state dict that may carry ``<module>.weight_mask`` entries
+    (yopo checkpoints written before masks left the state dict). ``torch.nn.utils.prune``
+    reparametrizations (``weight_orig``) are left alone."""
+    plain, masks = {}, {}
+    suffix = "." + MASK_BUFFER
+    for k, v in state.items():
+        base = k[: -len(MASK_BUFFER)] if k == MASK_BUFFER or k.endswith(suffix) else None
+        if base is not None and base + "weight_orig" not in state:
+            masks[base + "weight"] = v.bool()
+        else:
+            plain[k] = v
+    return plain, masks
 
 
 def masked_modules(model: nn.Module):
@@ -83,9 +128,10 @@ def get_masks(model: nn.Module) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def reapply(model: nn.Module) -> None:
-    """Multiply every masked weight by its mask again (cheap; used after optimizer steps)."""
+    """Set every pruned weight to 0 again (a fill: Inf/NaN there become 0; cheap; used after
+    optimizer steps)."""
     for _, module in masked_modules(model):
-        module.weight.mul_(module._buffers[MASK_BUFFER])
+        module.weight.masked_fill_(~module._buffers[MASK_BUFFER], 0)
 
 
 def enforce_after_step(optimizer: torch.optim.Optimizer, model: nn.Module):
@@ -96,8 +142,7 @@ def enforce_after_step(optimizer: torch.optim.Optimizer, model: nn.Module):
 def remove_masks(model: nn.Module) -> nn.Module:
     """Bake: drop mask buffers and hooks, leaving plain (zeroed) weights."""
     for _, module in list(masked_modules(model)):
-        handle = _HOOKS.pop(module.weight, None)
-        if handle is not None:
+        for handle in _HOOKS.pop(module.weight, ()):
             handle.remove()
         del module._buffers[MASK_BUFFER]
     return model
