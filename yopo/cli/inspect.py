@@ -15,6 +15,11 @@ def add_parser(sub, name):
     p.add_argument("--mode", default="global", choices=MODES, help="calibration mode (default: global)")
     p.add_argument("--robust", default="mad", choices=ROBUST, help="threshold statistics (default: mad)")
     p.add_argument("--min-keep", type=int, default=1, help="entries kept per output row (default: 1)")
+    p.add_argument("--pattern", default=None, help="instead of --sparsity: the N:M mask (e.g. 2:4) re-thresholded "
+                   "from the stored scores")
+    p.add_argument("--nm-indivisible", default="error", choices=("error", "dense"),
+                   help="with --pattern: a layer whose input dimension is not divisible by M is an error, or "
+                   "left dense (default: error)")
     p.set_defaults(run=run)
 
 
@@ -27,6 +32,12 @@ def run(args) -> int:
     n = sum(s.numel() for s in fam.scores.values())
     print(json.dumps(meta, indent=2, sort_keys=True))
     print(f"{len(fam.scores)} prunable layers, {n} weights, fingerprint {fam.meta['fingerprint']['hash']}")
-    if args.sparsity is not None:
+    if args.pattern is not None:
+        from ..core.nm import nm_calibrate
+        if args.sparsity is not None:
+            raise ValueError(f"--sparsity {args.sparsity} and --pattern {args.pattern} both set: the pattern fixes "
+                             f"the sparsity; drop one")
+        layer_table(nm_calibrate(fam, args.pattern, indivisible=args.nm_indivisible))
+    elif args.sparsity is not None:
         layer_table(fam.calibrate(args.sparsity, mode=args.mode, robust=args.robust, min_keep=args.min_keep))
     return 0
