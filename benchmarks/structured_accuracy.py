@@ -1,0 +1,146 @@
+"""Small accuracy comparison of channel-level pruning at initialization, on a fast offline task.
+
+Every run: seed -> build the model (kaiming-normal init) -> choose channels at init -> remove them
+physically (Torch-Pruning) -> train the smaller dense model with yopo's own training loop
+(``yopo.experiment.train.train``, the ``quick`` recipe) -> test accuracy. Compared at the same
+channel sparsity:
+
+* ``yopo/<aggregate>/<allocation>``: channel-level YOPO (NMF residual aggregated per filter);
+* ``l1norm/uniform``: L1-norm filter pruning (Li et al. 2017: sum |W| per filter, same fraction
+  per layer); ``random/uniform``: random channels;
+* ``unstructured/yopo-G`` and ``unstructured/magnitude``: unstructured masks (global mode) with
+  the *same total parameter count* as ``yopo/<default>/uniform``;
+* ``dense``.
+
+    python benchmarks/structured_accuracy.py                  # MNIST-1D Conv1d net, 3 seeds (~10 min on 2 cores)
+    python benchmarks/structured_accuracy.py --quick          # smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, env  # noqa: E402
+
+import torch  # noqa: E402
+
+import yopo  # noqa: E402
+from yopo.core.calibration import n_keep  # noqa: E402
+from yopo.core.io import write_json  # noqa: E402
+from yopo.core.structured import DEFAULT_AGGREGATE  # noqa: E402
+from yopo.experiment.data import load_data  # noqa: E402
+from yopo.experiment.train import TrainConfig, train  # noqa: E402
+from yopo.integrations.torch_pruning import prune_channels  # noqa: E402
+from yopo.models import build, input_kwargs  # noqa: E402
+
+
+def n_params(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def unstructured_at(model, method: str, params_target: int, seed: int, iters: int):
+    """Masks of ``method`` (global mode, min_keep 1) keeping ``params_target`` parameters in total
+    (kept prunable weights + every non-prunable parameter)."""
+    layers = yopo.prunable_layers(model)
+    prunable = sum(l.numel for l in layers)
+    fixed = n_params(model) - prunable
+    k = params_target - fixed
+    opts = {"iters": iters} if method == "yopo" else {}
+    scores = yopo.score(model, method, seed=seed, **opts)
+    # the sparsity whose exact budget is k kept weights
+    s = 1 - k / prunable
+    while n_keep(s, prunable) > k:
+        s = float(torch.nextafter(torch.tensor(s, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)))
+    while n_keep(s, prunable) < k:
+        s = float(torch.nextafter(torch.tensor(s, dtype=torch.float64), torch.tensor(0.0, dtype=torch.float64)))
+    masks = yopo.calibrate(scores, s, mode="global")
+    return masks
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dataset", default="mnist1d", choices=["mnist1d", "digits"])
+    ap.add_argument("--model", default=None, help="default: conv1d_mnist1d (channels 64) / cnn_digits (width 32)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--sparsities", type=float, nargs="+", default=[0.5, 0.75])
+    ap.add_argument("--epochs", type=int, default=None, help="default: the quick recipe's (15)")
+    ap.add_argument("--iters", type=int, default=200, help="YOPO NMF iterations")
+    ap.add_argument("--aggregates", nargs="+", default=["l1", "l2", "max", "relative"])
+    ap.add_argument("--quick", action="store_true", help="1 seed, 1 sparsity, 2 epochs, 20 NMF iterations")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args(argv)
+    if a.quick:
+        a.seeds, a.sparsities, a.epochs, a.iters, a.aggregates = [0], [0.5], 2, 20, [DEFAULT_AGGREGATE]
+    torch.set_num_threads(1)  # tiny models: threads only add synchronization on a shared CPU
+    model_name = a.model or {"mnist1d": "conv1d_mnist1d", "digits": "cnn_digits"}[a.dataset]
+    extra = {"conv1d_mnist1d": {"channels": 64}, "cnn_digits": {"width": 32}}.get(model_name, {})
+    out_path = Path(a.out) if a.out else RESULTS / f"structured_accuracy_{a.dataset}{'_quick' if a.quick else ''}.json"
+    info = env()
+    runs = []
+    t_start = time.perf_counter()
+    for seed in a.seeds:
+        data = load_data(a.dataset, batch_size=64, seed=seed)
+        kw = dict(extra, **input_kwargs(model_name, data.input_shape))
+        example = torch.zeros(1, *data.input_shape)
+        cfg = TrainConfig(model=model_name, dataset=a.dataset, seed=seed, device="cpu", progress=False,
+                          epochs=a.epochs, checkpoint=False)
+
+        def fresh():
+            return build(model_name, data.num_classes, init="kaiming_normal", seed=seed, **kw)
+
+        def fit(label, model, sparsity, extra_info=None):
+            t = time.perf_counter()
+            torch.manual_seed(seed)
+            res = train(model, data, cfg)
+            row = {"label": label, "seed": seed, "channel_sparsity": sparsity, "test_acc": res["test_acc"],
+                   "params": n_params(model) if not yopo.get_masks(model) else
+                   n_params(model) - sum(int((~m).sum()) for m in yopo.get_masks(model).values()),
+                   "train_s": time.perf_counter() - t, **(extra_info or {})}
+            runs.append(row)
+            print(f"seed {seed} s={sparsity:<5g} {label:28s} acc {row['test_acc']:.4f}  params {row['params']:>7d}",
+                  flush=True)
+            return row
+
+        fit("dense", fresh(), 0.0)
+        for s in a.sparsities:
+            variants = [(f"yopo/{agg}/{alloc}", "yopo", agg, alloc) for agg in a.aggregates
+                        for alloc in ("uniform", "global")]
+            variants += [("l1norm/uniform", "magnitude", "l1", "uniform"), ("random/uniform", "random", "l1", "uniform")]
+            ref_params = None
+            for label, method, agg, alloc in variants:
+                opts = {"iters": a.iters} if method == "yopo" else {}
+                small, plan = prune_channels(fresh(), example, s, method=method, aggregate=agg, allocation=alloc,
+                                             seed=seed, inplace=True, **opts)
+                row = fit(label, small, s, {"kept_channels": plan.kept, "total_channels": plan.total,
+                                            "layer_channels": {n: list(v) for n, v in plan.layer_channels().items()}})
+                if label == f"yopo/{DEFAULT_AGGREGATE}/uniform":
+                    ref_params = row["params"]
+            if ref_params is None:
+                continue
+            for method, label in (("yopo", "unstructured/yopo-G"), ("magnitude", "unstructured/magnitude")):
+                model = fresh()
+                yopo.apply_masks(model, unstructured_at(model, method, ref_params, seed, a.iters))
+                fit(label, model, s, {"weight_sparsity": yopo.sparsity(model)})
+    summary = {}
+    for r in runs:
+        summary.setdefault(f"{r['channel_sparsity']:g}", {}).setdefault(r["label"], []).append(r["test_acc"])
+    table = {s: {lab: {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else 0.0, "n": len(v)}
+                 for lab, v in d.items()} for s, d in summary.items()}
+    print("\nchannel sparsity | variant | test acc mean +- std (n)")
+    for s, d in table.items():
+        for lab, st in d.items():
+            print(f"{s:>5s} | {lab:28s} | {100 * st['mean']:.2f} +- {100 * st['std']:.2f} ({st['n']})")
+    info["loadavg_at_end"] = list(__import__("os").getloadavg())
+    write_json(out_path, {"env": info, "settings": {**{k: v for k, v in vars(a).items() if k != "out"},
+                                                    "model": model_name, "model_kwargs": extra},
+                          "summary": table, "runs": runs, "wall_s": time.perf_counter() - t_start})
+    print(f"wrote {out_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
