@@ -190,3 +190,17 @@ def test_unreachable_budget_warns_and_degenerate_budget_keeps_one_channel():
         warnings.simplefilter("error")
         assert plan_channels(scores, 0.5, groups=groups).kept == 8
     assert len(layer_groups(scores)) == 4
+
+
+def test_channel_pruned_model_trains_in_the_training_loop():
+    from yopo.experiment.data import load_data
+    from yopo.experiment.train import TrainConfig, train
+
+    torch.manual_seed(0)
+    data = load_data("digits", batch_size=64, seed=0)
+    model = build("cnn_digits", 10, init="kaiming_normal", seed=0)
+    small, plan = prune_channels(model, torch.zeros(1, 1, 8, 8), 0.5, method="yopo", iters=10, allocation="uniform")
+    assert [k for k, _ in plan.layer_channels().values()] == [8, 16]
+    res = train(small, data, TrainConfig(model="cnn_digits", dataset="digits", epochs=2, device="cpu",
+                                         progress=False, checkpoint=False))
+    assert res["test_acc"] > 0.5  # chance is 0.1

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..core.calibration import MODES, ROBUST
 from ..core.config import add_dataclass_args, from_args, opt, parse_options
@@ -104,6 +105,8 @@ def run(args) -> int:
         from ..models.pretrained import load_pretrained
         model, _ = load_pretrained(a.model, a.checkpoint, None if data is None else a.num_classes,
                                    **(input_kwargs(a.model, d.input_shape) if data is not None else {}))
+        if Path(a.checkpoint).is_dir():  # a Hugging Face folder names its own architecture
+            a = dataclasses.replace(a, model=f"hf:{type(model).__name__}")
     else:
         model = build(a.model, a.num_classes, init=a.weight_init, seed=a.seed,
                       **(input_kwargs(a.model, d.input_shape) if data is not None else {}))
