@@ -109,7 +109,8 @@ def main(argv=None) -> int:
         for s in a.sparsities:
             variants = [(f"yopo/{agg}/{alloc}", "yopo", agg, alloc) for agg in a.aggregates
                         for alloc in ("uniform", "global")]
-            variants += [("l1norm/uniform", "magnitude", "l1", "uniform"), ("random/uniform", "random", "l1", "uniform")]
+            variants += [("l1norm/uniform", "magnitude", "l1", "uniform"),
+                         ("random/uniform", "random", "l1", "uniform")]
             ref_params = None
             for label, method, agg, alloc in variants:
                 opts = {"iters": a.iters} if method == "yopo" else {}

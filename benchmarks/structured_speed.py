@@ -108,7 +108,8 @@ def main(argv=None) -> int:
     device = torch.device(a.device)
     info = env()
     info["cpu_flags"] = cpu_flags()
-    out_path = Path(a.out) if a.out else RESULTS / ("structured_speed_quick.json" if a.quick else "structured_speed.json")
+    default = "structured_speed_quick.json" if a.quick else "structured_speed.json"
+    out_path = Path(a.out) if a.out else RESULTS / default
     print(f"{info['cpu']} ({', '.join(info['cpu_flags']) or 'no listed flags'}), torch {info['torch']}, "
           f"{info['threads']} threads, load {info['loadavg_at_start']}", flush=True)
     shape = (3, 32, 32)

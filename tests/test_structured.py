@@ -134,10 +134,13 @@ def test_masked_model_is_refused():
 def test_channel_scores_aggregations():
     torch.manual_seed(0)
     w = torch.randn(6, 4, 3, 3)
-    s = yopo.score(nn.Sequential(nn.Conv2d(4, 6, 3)), "magnitude")
-    s = {"w": s["0.weight"]}
-    torch.testing.assert_close(channel_scores(s, "l1")["w"], w.new_tensor(0).double() + s["w"].abs().flatten(1).mean(1).double())
-    assert torch.equal(channel_scores(s, "max")["w"], s["w"].flatten(1).amax(1).double())
+    conv = nn.Sequential(nn.Conv2d(4, 6, 3))
+    s = {"w": yopo.score(conv, "magnitude")["0.weight"]}
+    filt = conv[0].weight.detach().double()
+    # magnitude + l1 = L1-norm filter pruning (Li et al.): sum |W| per filter (here / fan-in 36)
+    torch.testing.assert_close(channel_scores(s, "l1")["w"] * 36, filt.abs().sum(dim=(1, 2, 3)))
+    torch.testing.assert_close(channel_scores(s, "l2")["w"] * 6, filt.flatten(1).norm(dim=1))
+    torch.testing.assert_close(channel_scores(s, "max")["w"], filt.abs().flatten(1).amax(1))
     # relative is scale-free: scaling both S and W by c leaves it unchanged
     a = channel_scores({"w": w.abs()}, "relative", {"w": w})["w"]
     b = channel_scores({"w": 3 * w.abs()}, "relative", {"w": 3 * w})["w"]

@@ -152,7 +152,8 @@ def _check_pattern_args(a):
         raise ValueError(f"--col-keep {a.col_keep} has no N:M meaning; drop it with --pattern")
     if a.semi_structured_out:
         if pattern.m != 4 or pattern.n > 2:
-            raise ValueError(f"--semi-structured-out needs a pattern with at most 2 of 4 kept (2:4, 1:4); got {pattern}")
+            raise ValueError(f"--semi-structured-out needs a pattern with at most 2 of 4 kept (2:4, 1:4); "
+                             f"got {pattern}")
         reason = semi_structured_unavailable(a.device if a.device.startswith("cuda") else "cuda")
         if reason is not None:
             raise ValueError(f"--semi-structured-out: {reason}")

@@ -43,6 +43,7 @@ from .validate import check_choice, check_int, check_sparsity
 AGGREGATES = ("l1", "l2", "max", "relative")
 ALLOCATIONS = ("global", "uniform")
 DEFAULT_AGGREGATE = "l2"
+DEFAULT_ALLOCATION = "uniform"
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,8 @@ def group_scores(groups: list[ChannelGroup], per_layer: dict[str, torch.Tensor])
                              f"layer of the group")
         rows = torch.stack([per_layer[n] for n in g.layers])
         if rows.shape[1] != g.channels:
-            raise ValueError(f"channel group {g.layers[0]!r}: {g.channels} channels but scores of length {rows.shape[1]}")
+            raise ValueError(f"channel group {g.layers[0]!r}: {g.channels} channels but scores of length "
+                             f"{rows.shape[1]}")
         out.append(rows.mean(dim=0))
     return out
 
@@ -107,8 +109,8 @@ def _order(score: torch.Tensor) -> torch.Tensor:
     return torch.sort(score, descending=True, stable=True).indices
 
 
-def allocate_channels(scores: list[torch.Tensor], multiplicity: list[int], keep: int, allocation: str = "global",
-                      min_channels: int = 1) -> list[int]:
+def allocate_channels(scores: list[torch.Tensor], multiplicity: list[int], keep: int,
+                      allocation: str = DEFAULT_ALLOCATION, min_channels: int = 1) -> list[int]:
     """Channels kept per group so that ``sum(k_g * multiplicity_g) == keep`` where reachable.
 
     ``global``: all channels ranked by score (ties: earlier group, lower index); each group's
@@ -232,7 +234,7 @@ class ChannelPlan:
 
 
 def plan_channels(scores: dict[str, torch.Tensor], sparsity: float, *, groups: list[ChannelGroup] | None = None,
-                  aggregate: str = DEFAULT_AGGREGATE, allocation: str = "global", weights=None,
+                  aggregate: str = DEFAULT_AGGREGATE, allocation: str = DEFAULT_ALLOCATION, weights=None,
                   min_channels: int = 1) -> ChannelPlan:
     """Channel plan at ``sparsity`` from per-weight ``scores`` of any method (``groups`` default:
     every scored layer alone, see :func:`layer_groups`)."""

@@ -88,7 +88,8 @@ class YopoPruning(prune.BasePruningMethod):
         return mask
 
     @classmethod
-    def apply(cls, module, name, amount, importance_scores=None, *, seed: int = 0, **yopo_opts):  # type: ignore[override]
+    def apply(cls, module, name, amount, importance_scores=None, *, seed: int = 0,  # type: ignore[override]
+              **yopo_opts):
         """Prune ``module.<name>`` by the YOPO saliency of that tensor alone (``yopo_opts``:
         rank, iters, ...), or by ``importance_scores`` when given."""
         if importance_scores is None:

@@ -26,8 +26,7 @@ import torch
 from torch import nn
 
 from ..core.layers import PRUNABLE_TYPES, prunable_layers
-from ..core.structured import (ALLOCATIONS, DEFAULT_AGGREGATE, ChannelGroup, ChannelPlan,  # noqa: F401
-                               plan_channels)
+from ..core.structured import DEFAULT_AGGREGATE, DEFAULT_ALLOCATION, ChannelGroup, ChannelPlan, plan_channels
 
 
 def _tp():
@@ -81,8 +80,8 @@ def _groups(model: nn.Module, dg, keep_outputs, exclude):
         members.sort(key=lambda x: order[x[0]])
         channels = {c for _, c in members}
         if len(channels) != 1:
-            raise ValueError(f"channel group of {members[0][0]!r} couples layers of different widths {sorted(channels)}; "
-                             f"not supported")
+            raise ValueError(f"channel group of {members[0][0]!r} couples layers of different widths "
+                             f"{sorted(channels)}; not supported")
         layer_names = tuple(f"{n}.weight" if n else "weight" for n, _ in members)
         out.append((ChannelGroup(layer_names, channels.pop()), root))
     return out
@@ -124,7 +123,7 @@ def remove_channels(model: nn.Module, plan: ChannelPlan, example_inputs, *, keep
 
 
 def prune_channels(model: nn.Module, example_inputs, sparsity: float, *, method: str = "yopo",
-                   aggregate: str = DEFAULT_AGGREGATE, allocation: str = "global", keep_outputs=(":last",),
+                   aggregate: str = DEFAULT_AGGREGATE, allocation: str = DEFAULT_ALLOCATION, keep_outputs=(":last",),
                    exclude=(), min_channels: int = 1, seed: int = 0, data=None, inplace: bool = False,
                    **method_opts) -> tuple[nn.Module, ChannelPlan]:
     """Score ``model`` with ``method``, plan an exact channel budget at channel ``sparsity`` over

@@ -38,7 +38,8 @@ def read_state_dict(path) -> dict[str, torch.Tensor]:
         try:
             state = load_file(str(path))
         except (SafetensorError, OSError) as e:
-            raise ValueError(f"checkpoint {str(path)!r} is not a readable safetensors file ({e})".split("\n")[0]) from None
+            msg = f"checkpoint {str(path)!r} is not a readable safetensors file ({e})"
+            raise ValueError(msg.split("\n")[0]) from None
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
