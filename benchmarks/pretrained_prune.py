@@ -12,6 +12,9 @@ B. Transformer: a tiny Llama-style causal LM (2 layers, hidden 64; every project
    local_files_only=True)``. Same protocol; the metric is validation cross-entropy (nats/token).
    The output head ``lm_head`` is left dense for both methods.
 
+Besides 50/70/90% (global = one threshold, local = equal per-layer ratio), every method also
+makes a 2:4 mask (``yopo.core.nm``; the digits CNN's first conv, one input channel, stays dense).
+
     python benchmarks/pretrained_prune.py           # ~10 min on 2 shared cores
     python benchmarks/pretrained_prune.py --quick   # smoke run
 """
@@ -34,6 +37,7 @@ import torch.nn.functional as F  # noqa: E402
 import yopo  # noqa: E402
 from yopo.core.io import write_json  # noqa: E402
 from yopo.core.masks import enforce_after_step  # noqa: E402
+from yopo.core.nm import nm_masks  # noqa: E402
 from yopo.experiment.data import load_data  # noqa: E402
 from yopo.experiment.train import TrainConfig, evaluate, train  # noqa: E402
 from yopo.models import build  # noqa: E402
@@ -43,8 +47,19 @@ METHODS = [("yopo", "global"), ("yopo", "local"), ("magnitude", "global"), ("mag
 
 
 def masks_for(model, method, mode, sparsity, seed, iters, exclude=()):
+    """Masks at ``sparsity`` (a float) or, with mode="nm", at the N:M pattern ``sparsity`` ("2:4";
+    layers whose input dimension M does not divide stay dense)."""
     opts = {"iters": iters} if method == "yopo" else {}
-    return yopo.calibrate(yopo.score(model, method, seed=seed, exclude=exclude, **opts), sparsity, mode=mode)
+    scores = yopo.score(model, method, seed=seed, exclude=exclude, **opts)
+    if mode == "nm":
+        return nm_masks(scores, sparsity, indivisible="dense")
+    return yopo.calibrate(scores, sparsity, mode=mode)
+
+
+def settings(a):
+    """(method, mode, sparsity or pattern) of every pruned run."""
+    out = [(m, mode, s) for m, mode in METHODS for s in a.sparsities]
+    return out + [(m, "nm", p) for m in ("yopo", "magnitude") for p in a.patterns]
 
 
 def vision(a, out_dir: Path) -> list[dict]:
@@ -62,17 +77,17 @@ def vision(a, out_dir: Path) -> list[dict]:
                      "after": dense_acc})
         ft = TrainConfig(model="cnn_digits", dataset="digits", seed=seed, device="cpu", progress=False,
                          epochs=a.finetune_epochs, lr=0.01, checkpoint=False)
-        for method, mode in METHODS:
-            for s in a.sparsities:
-                m, _ = load_pretrained("cnn_digits", ckpt)  # what `yopo prune --checkpoint` loads
-                yopo.apply_masks(m, masks_for(m, method, mode, s, seed, a.iters))
-                before = evaluate(m, data.test)[1]
-                train(m, data, ft)
-                after = evaluate(m, data.test)[1]
-                rows.append({"task": "digits-cnn", "seed": seed, "method": f"{method}-{mode}", "sparsity": s,
-                             "before": before, "after": after, "achieved_sparsity": yopo.sparsity(m)})
-                print(f"digits seed {seed} {method}-{mode:6s} s={s:.1f}  acc before {before:.4f}  after "
-                      f"fine-tune {after:.4f}", flush=True)
+        for method, mode, s in settings(a):
+            m, _ = load_pretrained("cnn_digits", ckpt)  # what `yopo prune --checkpoint` loads
+            yopo.apply_masks(m, masks_for(m, method, mode, s, seed, a.iters))
+            before = evaluate(m, data.test)[1]
+            train(m, data, ft)
+            after = evaluate(m, data.test)[1]
+            label = f"{method}-{s}" if mode == "nm" else f"{method}-{mode}"
+            rows.append({"task": "digits-cnn", "seed": seed, "method": label, "sparsity": s,
+                         "before": before, "after": after, "achieved_sparsity": yopo.sparsity(m)})
+            print(f"digits seed {seed} {label:16s} s={s}  acc before {before:.4f}  after "
+                  f"fine-tune {after:.4f}", flush=True)
     return rows
 
 
@@ -140,18 +155,18 @@ def transformer(a, out_dir: Path) -> list[dict]:
         print(f"tiny-llama seed {seed} dense val loss {dense:.4f} (uniform: {torch.log(torch.tensor(vocab)):.4f})",
               flush=True)
         ft_batches = markov_batches(a.lm_finetune_steps, 32, length, vocab, seed=seed + 100)
-        for method, mode in METHODS:
-            for s in a.sparsities:
-                m = from_hf_folder(folder)
-                yopo.apply_masks(m, masks_for(m, method, mode, s, seed, a.iters, exclude=("lm_head",)))
-                before = lm_eval(m, val)
-                lm_train(m, ft_batches, 1e-3, masked=True)
-                yopo.assert_pruned_zero(m)
-                after = lm_eval(m, val)
-                rows.append({"task": "tiny-llama-markov", "seed": seed, "method": f"{method}-{mode}", "sparsity": s,
-                             "before": before, "after": after, "achieved_sparsity": yopo.sparsity(m)})
-                print(f"tiny-llama seed {seed} {method}-{mode:6s} s={s:.1f}  val loss before {before:.4f}  after "
-                      f"fine-tune {after:.4f}", flush=True)
+        for method, mode, s in settings(a):
+            m = from_hf_folder(folder)
+            yopo.apply_masks(m, masks_for(m, method, mode, s, seed, a.iters, exclude=("lm_head",)))
+            before = lm_eval(m, val)
+            lm_train(m, ft_batches, 1e-3, masked=True)
+            yopo.assert_pruned_zero(m)
+            after = lm_eval(m, val)
+            label = f"{method}-{s}" if mode == "nm" else f"{method}-{mode}"
+            rows.append({"task": "tiny-llama-markov", "seed": seed, "method": label, "sparsity": s,
+                         "before": before, "after": after, "achieved_sparsity": yopo.sparsity(m)})
+            print(f"tiny-llama seed {seed} {label:16s} s={s}  val loss before {before:.4f}  after "
+                  f"fine-tune {after:.4f}", flush=True)
     return rows
 
 
@@ -175,11 +190,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--sparsities", type=float, nargs="+", default=[0.5, 0.7, 0.9])
+    ap.add_argument("--patterns", nargs="*", default=["2:4"], help="N:M patterns (layers M does not divide stay dense)")
     ap.add_argument("--iters", type=int, default=200)
     ap.add_argument("--cnn-epochs", type=int, default=15)
     ap.add_argument("--finetune-epochs", type=int, default=2)
-    ap.add_argument("--lm-steps", type=int, default=400)
-    ap.add_argument("--lm-finetune-steps", type=int, default=50)
+    ap.add_argument("--lm-steps", type=int, default=1000)
+    ap.add_argument("--lm-finetune-steps", type=int, default=100)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
@@ -193,7 +209,7 @@ def main(argv=None) -> int:
     summary = summarize(rows)
     print("\ntask | method | sparsity | before (mean +- std) | after fine-tune")
     for r in summary:
-        print(f"{r['task']} | {r['method']} | {r['sparsity']:.1f} | {r['before_mean']:.4f} +- {r['before_std']:.4f} | "
+        print(f"{r['task']} | {r['method']} | {r['sparsity']} | {r['before_mean']:.4f} +- {r['before_std']:.4f} | "
               f"{r['after_mean']:.4f} +- {r['after_std']:.4f}")
     info = env()
     info["loadavg_at_end"] = list(__import__("os").getloadavg())
