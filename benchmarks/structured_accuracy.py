@@ -14,6 +14,7 @@ channel sparsity:
 
     python benchmarks/structured_accuracy.py                  # MNIST-1D Conv1d net, 3 seeds (~10 min on 2 cores)
     python benchmarks/structured_accuracy.py --quick          # smoke run
+    python benchmarks/structured_accuracy.py --posttrain      # channel pruning of trained models + fine-tune
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ from yopo.core.calibration import n_keep  # noqa: E402
 from yopo.core.io import write_json  # noqa: E402
 from yopo.core.structured import DEFAULT_AGGREGATE  # noqa: E402
 from yopo.experiment.data import load_data  # noqa: E402
-from yopo.experiment.train import TrainConfig, train  # noqa: E402
+from yopo.experiment.train import TrainConfig, evaluate, train  # noqa: E402
 from yopo.integrations.torch_pruning import prune_channels  # noqa: E402
 from yopo.models import build, input_kwargs  # noqa: E402
 
@@ -61,6 +62,54 @@ def unstructured_at(model, method: str, params_target: int, seed: int, iters: in
     return masks
 
 
+def posttrain(a, model_name, extra) -> list[dict]:
+    """Channel pruning of a *trained* model: which channels go matters here (at initialization the
+    surviving filters of any choice are i.i.d. random). Train dense, prune each variant at the same
+    uniform allocation, test, fine-tune ``a.finetune_epochs`` epochs, test again."""
+    runs = []
+    for seed in a.seeds:
+        data = load_data(a.dataset, batch_size=64, seed=seed)
+        kw = dict(extra, **input_kwargs(model_name, data.input_shape))
+        example = torch.zeros(1, *data.input_shape)
+        cfg = TrainConfig(model=model_name, dataset=a.dataset, seed=seed, device="cpu", progress=False,
+                          epochs=a.epochs, checkpoint=False)
+        ft = TrainConfig(model=model_name, dataset=a.dataset, seed=seed, device="cpu", progress=False,
+                         epochs=a.finetune_epochs, lr=0.01, checkpoint=False)
+        dense = build(model_name, data.num_classes, init="kaiming_normal", seed=seed, **kw)
+        torch.manual_seed(seed)
+        train(dense, data, cfg)
+        dense_acc = evaluate(dense, data.test)[1]
+        runs.append({"label": "dense", "seed": seed, "channel_sparsity": 0.0, "before": dense_acc,
+                     "after": dense_acc, "params": n_params(dense)})
+        for s in a.sparsities:
+            variants = [(f"yopo/{agg}/uniform", "yopo", agg) for agg in a.aggregates]
+            variants += [("l1norm/uniform", "magnitude", "l1"), ("random/uniform", "random", "l1")]
+            for label, method, agg in variants:
+                opts = {"iters": a.iters} if method == "yopo" else {}
+                small, plan = prune_channels(dense, example, s, method=method, aggregate=agg, allocation="uniform",
+                                             seed=seed, **opts)
+                before = evaluate(small, data.test)[1]
+                torch.manual_seed(seed)
+                train(small, data, ft)
+                after = evaluate(small, data.test)[1]
+                runs.append({"label": label, "seed": seed, "channel_sparsity": s, "before": before, "after": after,
+                             "params": n_params(small)})
+                print(f"posttrain seed {seed} s={s:<5g} {label:24s} acc before {before:.4f}  after fine-tune "
+                      f"{after:.4f}", flush=True)
+    return runs
+
+
+def summarize_posttrain(runs) -> dict:
+    out = {}
+    for r in runs:
+        d = out.setdefault(f"{r['channel_sparsity']:g}", {}).setdefault(r["label"], {"before": [], "after": []})
+        d["before"].append(r["before"])
+        d["after"].append(r["after"])
+    sd = (lambda v: statistics.stdev(v) if len(v) > 1 else 0.0)  # noqa: E731
+    return {s: {lab: {k + "_mean": statistics.fmean(v[k]) for k in v} | {k + "_std": sd(v[k]) for k in v}
+                | {"n": len(v["before"])} for lab, v in d.items()} for s, d in out.items()}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--dataset", default="mnist1d", choices=["mnist1d", "digits"])
@@ -70,6 +119,8 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="default: the quick recipe's (15)")
     ap.add_argument("--iters", type=int, default=200, help="YOPO NMF iterations")
     ap.add_argument("--aggregates", nargs="+", default=["l1", "l2", "max", "relative"])
+    ap.add_argument("--posttrain", action="store_true", help="prune trained models instead (then fine-tune)")
+    ap.add_argument("--finetune-epochs", type=int, default=3, help="--posttrain: fine-tuning epochs")
     ap.add_argument("--quick", action="store_true", help="1 seed, 1 sparsity, 2 epochs, 20 NMF iterations")
     ap.add_argument("--out", default=None)
     a = ap.parse_args(argv)
@@ -80,8 +131,23 @@ def main(argv=None) -> int:
     extra = {"conv1d_mnist1d": {"channels": 64}, "cnn_digits": {"width": 32}}.get(model_name, {})
     out_path = Path(a.out) if a.out else RESULTS / f"structured_accuracy_{a.dataset}{'_quick' if a.quick else ''}.json"
     info = env()
-    runs = []
     t_start = time.perf_counter()
+    if a.posttrain:
+        runs = posttrain(a, model_name, extra)
+        table = summarize_posttrain(runs)
+        print("\nchannel sparsity | variant | acc before -> after fine-tune (mean +- std)")
+        for s, d in table.items():
+            for lab, st in d.items():
+                print(f"{s:>5s} | {lab:24s} | {100 * st['before_mean']:.2f} +- {100 * st['before_std']:.2f} -> "
+                      f"{100 * st['after_mean']:.2f} +- {100 * st['after_std']:.2f} ({st['n']})")
+        info["loadavg_at_end"] = list(__import__("os").getloadavg())
+        path = out_path.with_name(out_path.stem + "_posttrain.json") if not a.out else out_path
+        write_json(path, {"env": info, "settings": {**{k: v for k, v in vars(a).items() if k != "out"},
+                                                    "model": model_name, "model_kwargs": extra},
+                          "summary": table, "runs": runs, "wall_s": time.perf_counter() - t_start})
+        print(f"wrote {path}")
+        return 0
+    runs = []
     for seed in a.seeds:
         data = load_data(a.dataset, batch_size=64, seed=seed)
         kw = dict(extra, **input_kwargs(model_name, data.input_shape))
