@@ -254,6 +254,13 @@ def plan_channels(scores: dict[str, torch.Tensor], sparsity: float, *, groups: l
         want = floor
     counts = allocate_channels(gs, mult, want, allocation, min_channels)
     plan = ChannelPlan(groups, select_channels(gs, counts), sparsity, allocation, aggregate)
+    starved = [g.layers[0] for g, k in zip(groups, counts) if k <= min_channels < g.channels]
+    if starved and want > floor:
+        # a layer cut to its floor is usually a sign of incomparable scores across layers (e.g.
+        # a YOPO layer whose fan-in is at most the NMF rank is fit exactly: residual ~ 0)
+        warnings.warn(f"channel plan keeps only {min_channels} channel(s) of {len(starved)} layer group(s) "
+                      f"({', '.join(starved[:3])}{' ...' if len(starved) > 3 else ''}) with allocation="
+                      f"{allocation!r}; consider allocation='uniform'")
     if plan.kept != want:
         warnings.warn(f"channel budget {want} of {total} is not reachable with these coupled groups; kept {plan.kept} "
                       f"(sparsity {plan.sparsity:.6f} instead of {sparsity})")
