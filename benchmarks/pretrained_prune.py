@@ -203,6 +203,7 @@ def main(argv=None) -> int:
         a.seeds, a.sparsities, a.iters, a.cnn_epochs, a.finetune_epochs = [0], [0.9], 20, 3, 1
         a.lm_steps, a.lm_finetune_steps = 40, 5
     torch.set_num_threads(1)
+    info = env()  # load average at the start
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         rows = vision(a, Path(tmp)) + transformer(a, Path(tmp))
@@ -211,7 +212,6 @@ def main(argv=None) -> int:
     for r in summary:
         print(f"{r['task']} | {r['method']} | {r['sparsity']} | {r['before_mean']:.4f} +- {r['before_std']:.4f} | "
               f"{r['after_mean']:.4f} +- {r['after_std']:.4f}")
-    info = env()
     info["loadavg_at_end"] = list(__import__("os").getloadavg())
     path = Path(a.out) if a.out else RESULTS / f"pretrained_prune{'_quick' if a.quick else ''}.json"
     write_json(path, {"env": info, "settings": {k: v for k, v in vars(a).items() if k != "out"},
