@@ -6,7 +6,8 @@ backward, SGD step with momentum and weight decay) and of one inference batch (e
 The reference is the same dense model, same init, same batch, same optimizer and threads. All
 variants of a model are timed in one process, in alternating rounds (dense block, 50% block, 75%
 block, dense block, ...), so load drift on a shared machine hits all alike; a ratio is
-median(dense) / median(pruned) over all steps of all rounds.
+median(dense) / median(pruned) over all steps of all rounds, of wall time (what a user waits) and
+of process CPU time (the work done; on a loaded machine with ``--threads 1`` the fairer measure).
 
 Channels are chosen by channel-level YOPO (``yopo.integrations.torch_pruning.prune_channels``);
 the speed depends only on the kept widths, i.e. on the allocation (``--allocation``).
@@ -53,32 +54,39 @@ def sync(device):
         torch.cuda.synchronize()
 
 
-def train_block(model, opt, x, y, steps, device) -> list[float]:
-    model.train()
-    out = []
+def _timed(fn, steps, device) -> tuple[list[float], list[float]]:
+    """(wall seconds, process CPU seconds) of each of ``steps`` calls. CPU time counts the work of
+    all of this process's threads and not the time spent waiting for a core, so on a loaded
+    machine with one thread it is the fairer measure of work; wall time is what a user waits."""
+    wall, cpu = [], []
     for _ in range(steps):
         sync(device)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
+        fn()
+        sync(device)
+        wall.append(time.perf_counter() - t)
+        cpu.append(time.process_time() - c)
+    return wall, cpu
+
+
+def train_block(model, opt, x, y, steps, device):
+    model.train()
+
+    def step():
         loss = F.cross_entropy(model(x), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        sync(device)
-        out.append(time.perf_counter() - t)
-    return out
+    return _timed(step, steps, device)
 
 
-@torch.no_grad()
-def infer_block(model, x, steps, device) -> list[float]:
+def infer_block(model, x, steps, device):
     model.eval()
-    out = []
-    for _ in range(steps):
-        sync(device)
-        t = time.perf_counter()
+
+    @torch.no_grad()
+    def fwd():
         model(x)
-        sync(device)
-        out.append(time.perf_counter() - t)
-    return out
+    return _timed(fwd, steps, device)
 
 
 def flops_per_sample(model, shape, device) -> int:
@@ -131,12 +139,16 @@ def main(argv=None) -> int:
             opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
             train_block(model, opt, x, y, a.warmup, device)
             infer_block(model, x, a.warmup, device)
-            timing[key] = {"model": model, "opt": opt, "train": [], "infer": []}
+            timing[key] = {"model": model, "opt": opt, "train": [], "infer": [], "train_cpu": [], "infer_cpu": []}
         for r in range(a.rounds):
             for key, t in timing.items():
-                t["train"] += train_block(t["model"], t["opt"], x, y, a.steps, device)
-                t["infer"] += infer_block(t["model"], x, a.steps, device)
-        base = {k: statistics.median(timing["dense"][k]) for k in ("train", "infer")}
+                wall, cpu = train_block(t["model"], t["opt"], x, y, a.steps, device)
+                t["train"] += wall
+                t["train_cpu"] += cpu
+                wall, cpu = infer_block(t["model"], x, a.steps, device)
+                t["infer"] += wall
+                t["infer_cpu"] += cpu
+        base = {k: statistics.median(timing["dense"][k]) for k in ("train", "infer", "train_cpu", "infer_cpu")}
         for key, (model, plan) in variants.items():
             t = timing[key]
             row = {"model": name, "variant": key, "channel_sparsity": 0.0 if plan is None else plan.sparsity,
@@ -145,15 +157,21 @@ def main(argv=None) -> int:
                    "params": sum(p.numel() for p in model.parameters()),
                    "flops_per_sample": flops_per_sample(model, shape, device),
                    "train_step_s": statistics.median(t["train"]), "infer_batch_s": statistics.median(t["infer"]),
-                   "train_steps_s": t["train"], "infer_batches_s": t["infer"]}
+                   "train_step_cpu_s": statistics.median(t["train_cpu"]),
+                   "infer_batch_cpu_s": statistics.median(t["infer_cpu"]),
+                   "train_steps_s": t["train"], "infer_batches_s": t["infer"],
+                   "train_steps_cpu_s": t["train_cpu"], "infer_batches_cpu_s": t["infer_cpu"]}
             row["train_speedup"] = base["train"] / row["train_step_s"]
             row["infer_speedup"] = base["infer"] / row["infer_batch_s"]
+            row["train_speedup_cpu"] = base["train_cpu"] / row["train_step_cpu_s"]
+            row["infer_speedup_cpu"] = base["infer_cpu"] / row["infer_batch_cpu_s"]
             if plan is not None:
                 row["layer_channels"] = {n: list(v) for n, v in plan.layer_channels().items()}
             results.append(row)
             print(f"{name:9s} {key:>6s}  params {row['params']:>9,d}  MFLOPs {row['flops_per_sample'] / 1e6:8.2f}  "
-                  f"train {row['train_step_s'] * 1e3:8.1f} ms ({row['train_speedup']:.2f}x)  "
-                  f"infer {row['infer_batch_s'] * 1e3:8.1f} ms ({row['infer_speedup']:.2f}x)", flush=True)
+                  f"train {row['train_step_s'] * 1e3:8.1f} ms ({row['train_speedup']:.2f}x, cpu "
+                  f"{row['train_speedup_cpu']:.2f}x)  infer {row['infer_batch_s'] * 1e3:8.1f} ms "
+                  f"({row['infer_speedup']:.2f}x, cpu {row['infer_speedup_cpu']:.2f}x)", flush=True)
     info["loadavg_at_end"] = list(__import__("os").getloadavg())
     write_json(out_path, {"env": info, "settings": {k: v for k, v in vars(a).items() if k != "out"},
                           "results": results})
