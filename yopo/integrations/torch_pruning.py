@@ -65,6 +65,7 @@ def _graph(model: nn.Module, example_inputs):
 
 def _groups(model: nn.Module, dg, keep_outputs, exclude):
     names = {m: n for n, m in model.named_modules()}
+    order = {n: i for i, n in enumerate(names.values())}
     ignored = [model.get_submodule(n) for n in _resolve(model, tuple(keep_outputs) + tuple(exclude))]
     out = []
     for group in dg.get_all_groups(ignored_layers=ignored, root_module_types=PRUNABLE_TYPES):
@@ -76,7 +77,6 @@ def _groups(model: nn.Module, dg, keep_outputs, exclude):
                 root = root or (mod, dep.handler)
         if not members:
             continue
-        order = {n: i for i, n in enumerate(names.values())}
         members.sort(key=lambda x: order[x[0]])
         channels = {c for _, c in members}
         if len(channels) != 1:
