@@ -25,7 +25,10 @@ def _worker(rank, world, port, out):
 
     class Keep(Hook):
         def on_train_end(self, state, result):
-            torch.save({k: v.clone() for k, v in state.model.state_dict().items()}, f"{out}/rank{rank}.pt")
+            from yopo.core.masks import get_masks  # masks are not in the state dict: saved beside it
+            state_dict = {k: v.clone() for k, v in state.model.state_dict().items()}
+            state_dict.update({n[: -len("weight")] + "weight_mask": m for n, m in get_masks(state.model).items()})
+            torch.save(state_dict, f"{out}/rank{rank}.pt")
 
     try:
         res = run(TrainConfig(epochs=3, batch_size=64, device="cpu", model="mlp_digits"), method="magnitude",

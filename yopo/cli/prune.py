@@ -4,9 +4,11 @@ from __future__ import annotations
 import dataclasses
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..core.config import add_dataclass_args, from_args, opt, parse_options, sparsity_rule, to_mapping, \
     validate_fields
+from ..core.nm import INDIVISIBLE
 from ..core.presets import PRESETS
 from ..models import INITS
 from .settings import (PRESET_HELP, add_calibration_args, add_yopo_args, calibration_from, layer_table, yopo_flags,
@@ -17,7 +19,8 @@ from .settings import (PRESET_HELP, add_calibration_args, add_yopo_args, calibra
 class PruneArgs:
     model: str = opt("resnet20", "architecture name (see `yopo models`)")
     num_classes: int = opt(10, "classifier outputs", low=1)
-    sparsity: float = opt(0.9, "target fraction of prunable weights set to zero, in [0, 1)", check=sparsity_rule)
+    sparsity: float | None = opt(None, "target fraction of prunable weights set to zero, in [0, 1) "
+                                 "(0.9 when unset; not with --pattern, which fixes it at 1 - N/M)", check=sparsity_rule)
     seed: int = opt(0, "seed of the model initialization and of the scoring method", low=0)
     weight_init: str = opt("kaiming_normal", "weight initialization of the model (same default and seeding as "
                            "`yopo train --weight-init`, so a family fits the model train builds)", INITS)
@@ -30,6 +33,16 @@ class PruneArgs:
     out: str = opt("yopo_family.safetensors", "family artifact to write (saliency + fingerprint + the "
                    "calibration settings)")
     mask_out: str | None = opt(None, "also write the mask at --sparsity, bit-packed")
+    pattern: str | None = opt(None, "N:M semi-structured mask instead of --sparsity (e.g. 2:4): N kept in every M "
+                              "consecutive input entries (Linear: in-features; conv: in-channels at each kernel "
+                              "position); see docs/structured.md")
+    nm_indivisible: str = opt("error", "with --pattern: a layer whose input dimension is not divisible by M is an "
+                              "error, or left dense", INDIVISIBLE)
+    checkpoint: str | None = opt(None, "score a trained model: a local state dict (.pth/.pt/.safetensors) for "
+                                 "--model, or a Hugging Face model folder (config.json + safetensors; offline)")
+    semi_structured_out: str | None = opt(None, "with --pattern 2:4: also save the baked model with Linear weights as "
+                                          "torch.sparse semi-structured tensors (CUDA GPU of compute capability "
+                                          ">= 8.0 only)")
 
     def __post_init__(self):
         validate_fields(self)
@@ -64,6 +77,9 @@ def run(args) -> int:
         check_out_file(a.mask_out, "--mask-out")
         if os.path.abspath(a.mask_out) == os.path.abspath(a.out):
             raise ValueError(f"--mask-out={a.mask_out!r} is the same file as --out; give two names")
+    pattern = _check_pattern_args(a, cal_settings)
+    if a.sparsity is None:
+        a = dataclasses.replace(a, sparsity=0.9 if pattern is None else pattern.sparsity)
     method = get_method(a.method)
     budget_method = get_method(cal_settings.budget_method) if cal_settings.budget_method else None
     if a.method == "yopo":
@@ -93,8 +109,18 @@ def run(args) -> int:
             options = with_target(m.name, options, a.sparsity, shape)
         return score(model, m.name, seed=a.seed, device=a.device, data=batch, **options)
 
-    model = build(a.model, a.num_classes, init=a.weight_init, seed=a.seed,
-                  **(input_kwargs(a.model, shape) if shape is not None else {}))
+    if a.checkpoint is not None:  # a trained model: its weights, not an initialization
+        from ..models.pretrained import load_pretrained
+        model, _ = load_pretrained(a.model, a.checkpoint, None if shape is None else a.num_classes,
+                                   **(input_kwargs(a.model, shape) if shape is not None else {}))
+        if Path(a.checkpoint).is_dir():  # a Hugging Face folder names its own architecture
+            a = dataclasses.replace(a, model=f"hf:{type(model).__name__}")
+    else:
+        model = build(a.model, a.num_classes, init=a.weight_init, seed=a.seed,
+                      **(input_kwargs(a.model, shape) if shape is not None else {}))
+    if pattern is not None and a.nm_indivisible == "error":
+        from ..core.nm import check_divisible
+        check_divisible({l.name: l.shape for l in prunable_report(model).layers}, pattern)
     scores = score_with(method, opts)
     if a.method != "yopo":
         opts = with_target(a.method, opts, a.sparsity, shape)  # what was scored with, for the record
@@ -105,11 +131,17 @@ def run(args) -> int:
     fam = Family.from_scores(scores, list(report.layers), method=a.method, settings=opts, seed=a.seed,
                              model_name=a.model, calibration=cal_settings,
                              budget_method=budget_method.name if budget_method else None, budget_scores=budget)
-    fam.meta.update(num_classes=a.num_classes, weight_init=a.weight_init, dataset=a.dataset, preset=a.preset)
-    cal = fam.calibrate(a.sparsity)  # with the settings just stored in the family
+    fam.meta.update(num_classes=a.num_classes, weight_init=a.weight_init, dataset=a.dataset, preset=a.preset,
+                    checkpoint=a.checkpoint)
+    if pattern is not None:
+        from ..core.nm import nm_calibrate
+        cal = nm_calibrate(fam, pattern, indivisible=a.nm_indivisible)
+    else:
+        cal = fam.calibrate(a.sparsity)  # with the settings just stored in the family
     fam.save(a.out)
     try:
-        add_connectivity(cal, model, tuple(shape or _natural_input_shape(a.model) or input_shape_of(model)))
+        if pattern is None:  # an N:M mask keeps N of every M inputs: every row and path survives
+            add_connectivity(cal, model, tuple(shape or _natural_input_shape(a.model) or input_shape_of(model)))
     except RuntimeError as e:  # the model does not run on a guessed input shape
         cal.warnings.append(f"effective sparsity not computed: {str(e).splitlines()[0]} (pass --dataset for the "
                             f"model's input shape)")
@@ -117,8 +149,11 @@ def run(args) -> int:
     print(f"wrote {a.out}")
     if a.mask_out:
         save_mask(a.mask_out, cal.masks, {"family": a.out, "sparsity": a.sparsity,
-                                          "calibration": cal_settings.to_dict(), "model": a.model, "seed": a.seed})
+                                          "calibration": cal_settings.to_dict(), "model": a.model, "seed": a.seed,
+                                          "pattern": None if pattern is None else str(pattern)})
         print(f"wrote {a.mask_out}")
+    if a.semi_structured_out:
+        _export_semi_structured(model, cal.masks, a.semi_structured_out, a.device)
     return 0
 
 
@@ -129,3 +164,43 @@ def _natural_input_shape(model: str):
     from ..experiment.train.config import DEFAULT_MODEL
 
     return next((tuple(INPUT_SHAPES[d]) for d, m in DEFAULT_MODEL.items() if m == model and d in INPUT_SHAPES), None)
+
+
+def _check_pattern_args(a, settings):
+    """The N:M pattern of ``a`` (or None), with the flags that cannot act alongside it rejected."""
+    from ..core.nm import NMPattern, semi_structured_unavailable
+
+    if a.pattern is None:
+        if a.semi_structured_out:
+            raise ValueError("--semi-structured-out needs --pattern 2:4 (or 1:4)")
+        return None
+    pattern = NMPattern.parse(a.pattern)
+    if a.sparsity is not None:
+        raise ValueError(f"--sparsity {a.sparsity} and --pattern {pattern} both set: the pattern fixes the sparsity "
+                         f"at {pattern.sparsity:g}; drop one")
+    if settings.col_keep:
+        raise ValueError(f"--col-keep {settings.col_keep} has no N:M meaning; drop it with --pattern")
+    if a.semi_structured_out:
+        if pattern.m != 4 or pattern.n > 2:
+            raise ValueError(f"--semi-structured-out needs a pattern with at most 2 of 4 kept (2:4, 1:4); "
+                             f"got {pattern}")
+        reason = semi_structured_unavailable(a.device if a.device.startswith("cuda") else "cuda")
+        if reason is not None:
+            raise ValueError(f"--semi-structured-out: {reason}")
+    return pattern
+
+
+def _export_semi_structured(model, masks, path, device) -> None:
+    import torch
+
+    from ..core.io import atomic_path
+    from ..core.masks import apply_masks
+    from ..core.nm import to_semi_structured
+
+    apply_masks(model, masks)
+    model, report = to_semi_structured(model, device=device if device.startswith("cuda") else "cuda")
+    for name, what in report.items():
+        print(f"{name}: {what}")
+    with atomic_path(path) as tmp:
+        torch.save(model, tmp)  # the module itself: semi-structured tensors have no plain state dict
+    print(f"wrote {path}")

@@ -75,6 +75,8 @@ def layer_table(cal, file=None) -> None:
     settings = getattr(cal, "settings", None)
     how = (f"allocation {cal.mode}, ranking {settings.ranking}, alpha "
            f"{'per layer' if alpha is None else f'{alpha:.6g}'}") if settings is not None else ""
+    if hasattr(cal, "pattern"):  # N:M (yopo.core.nm.NMCalibration)
+        how = f"pattern {cal.pattern}" + (f", dense: {', '.join(cal.dense)}" if cal.dense else "")
     eff_s = getattr(cal, "effective_sparsity", None)
     print(f"{'total':{w}s}  {'':>16s}  {cal.kept:>10d}  {cal.total:>10d}  sparsity {cal.sparsity:.6f}"
           f"  (target {cal.target:.6f}; {how})"

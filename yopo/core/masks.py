@@ -1,11 +1,20 @@
 """Apply masks to a model and keep pruned weights at exactly zero through training.
 
-``apply_masks`` multiplies each masked weight in place, stores the mask as a ``weight_mask``
-buffer on its module (the name ``torch.nn.utils.prune`` uses, so checkpoints carry the mask) and
-registers a gradient hook that zeroes the gradient of pruned entries. With zero weights and zero
-gradients, SGD (momentum, weight decay), Adam and AdamW leave pruned entries at 0, as does AMP's
-GradScaler. For optimizers whose state predates the mask, :func:`enforce_after_step` re-zeroes
-after every step.
+``apply_masks`` sets every pruned weight to 0 in place (a fill, not a product: an Inf or NaN in a
+pruned position becomes 0, not NaN), stores the mask as a non-persistent buffer ``<attr>_mask``
+beside the parameter ``<attr>`` (``weight_mask`` for ordinary layers, ``in_proj_weight_mask`` for
+MultiheadAttention's packed projection) and registers a gradient hook that fills the gradient of
+pruned entries with 0. With zero weights and zero gradients, SGD (momentum, weight decay), Adam and
+AdamW leave pruned entries at 0, as does AMP's GradScaler. For optimizers whose state predates the
+mask, :func:`enforce_after_step` re-zeroes after every step.
+
+Checkpoints: the mask buffer is *not* in ``model.state_dict()``, so the state dict of a masked
+model is the state dict of a plain model (zeros in the pruned positions) and loads strictly into
+an unmasked model of the same architecture. Save and restore masks explicitly: put
+``get_masks(model)`` beside the state dict and call ``apply_masks(model, masks)`` after loading
+(or use the bit-packed ``yopo.save_mask`` / ``yopo.load_mask``). A masked module still accepts an
+older state dict that carries ``<name>_mask`` entries: its load hook consumes them and updates the
+mask; loading dense weights into a masked model keeps the pruned entries at 0.
 """
 from __future__ import annotations
 
@@ -17,8 +26,8 @@ from torch.utils.weak import WeakIdKeyDictionary
 from .layers import prunable_layers
 
 MASK_BUFFER = "weight_mask"  # the mask of ``<attr>`` is the buffer ``<attr>_mask`` (torch prune's name)
-# gradient-hook handles keyed weakly by parameter: a deep copy of a masked model gets fresh
-# parameters (without hooks), and apply_masks on the copy must not find a stale handle
+# hook handles keyed weakly by parameter: a deep copy of a masked model gets fresh parameters
+# (without hooks), and apply_masks on the copy must not find a stale handle
 _HOOKS = WeakIdKeyDictionary()
 
 
@@ -44,10 +53,11 @@ def check_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
 
 @torch.no_grad()
 def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
-    """Zero pruned weights of ``model`` in place and keep them zero; returns the model.
+    """Set the pruned weights of ``model`` to 0 in place and keep them 0; returns the model.
 
     ``masks`` maps parameter names to bool (or 0/1) tensors of the weight's shape. Applying masks
-    again replaces the earlier ones.
+    again replaces the earlier ones. Pruned entries are *filled* with 0 (an Inf or NaN there
+    becomes 0), and so is their gradient.
     """
     check_masks(model, masks)
     for name, m in masks.items():
@@ -55,17 +65,55 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
         w = getattr(module, attr)  # "weight", or e.g. MultiheadAttention's "in_proj_weight"
         buf = attr + "_mask"
         mask = m.to(device=w.device, dtype=torch.bool)
-        w.mul_(mask)
-        if buf in module._buffers:
-            module._buffers[buf] = mask
-        else:
-            module.register_buffer(buf, mask)
-        old = _HOOKS.pop(w, None)
-        if old is not None:
-            old.remove()
-        # read the buffer at call time so .to(device) / load_state_dict updates are honoured
-        _HOOKS[w] = w.register_hook(lambda g, mod=module, b=buf: g * mod._buffers[b].to(g.dtype))
+        w.masked_fill_(~mask, 0)
+        # non-persistent: a masked model's state dict loads into a plain model (see module doc)
+        module._buffers.pop(buf, None)
+        module.register_buffer(buf, mask, persistent=False)
+        for handle in _HOOKS.pop(w, ()):
+            handle.remove()
+        # the hooks read the buffer at call time, so .to(device) and mask updates are honoured
+        _HOOKS[w] = (w.register_hook(lambda g, mod=module, b=buf: g.masked_fill(~mod._buffers[b], 0)),
+                     module.register_load_state_dict_pre_hook(
+                         lambda mod, sd, prefix, *_, a=attr: _consume_legacy_mask(mod, sd, prefix, a)),
+                     module.register_load_state_dict_post_hook(
+                         lambda mod, _incompatible, a=attr: _rezero_after_load(mod, a)))
     return model
+
+
+def _consume_legacy_mask(module, state_dict, prefix, attr: str) -> None:
+    """Load hook of a masked module: a ``<prefix><attr>_mask`` entry (checkpoints written before
+    masks left the state dict) replaces the mask instead of failing a strict load as unexpected."""
+    buf = attr + "_mask"
+    old = module._buffers.get(buf)
+    if old is None or hasattr(module, attr + "_orig"):  # masks removed (a stale hook of a copy) / torch prune
+        return
+    mask = state_dict.pop(prefix + buf, None)
+    if mask is not None:
+        if tuple(mask.shape) != tuple(old.shape):
+            raise ValueError(f"{prefix}{buf} has shape {tuple(mask.shape)} but the weight has {tuple(old.shape)}")
+        module._buffers[buf] = mask.to(device=old.device, dtype=torch.bool)
+
+
+@torch.no_grad()
+def _rezero_after_load(module, attr: str) -> None:
+    # loading dense weights into a masked model must not revive pruned entries
+    mask = module._buffers.get(attr + "_mask")
+    if mask is not None and not hasattr(module, attr + "_orig"):
+        getattr(module, attr).masked_fill_(~mask, 0)
+
+
+def split_state_dict(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """(plain state dict, masks) from a state dict that may carry ``<module>.<attr>_mask`` entries
+    (yopo checkpoints written before masks left the state dict). ``torch.nn.utils.prune``
+    reparametrizations (``<attr>_orig``) are left alone."""
+    plain, masks = {}, {}
+    for k, v in state.items():
+        base = k[: -len("_mask")] if k.endswith("_mask") else None
+        if base is not None and base in state and base + "_orig" not in state:
+            masks[base] = v.bool()
+        else:
+            plain[k] = v
+    return plain, masks
 
 
 def masked_modules(model: nn.Module):
@@ -90,9 +138,10 @@ def get_masks(model: nn.Module) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def reapply(model: nn.Module) -> None:
-    """Multiply every masked weight by its mask again (cheap; used after optimizer steps)."""
+    """Set every pruned weight to 0 again (a fill: Inf/NaN there become 0; cheap; used after
+    optimizer steps)."""
     for name, module in masked_modules(model):
-        getattr(module, _attr(name)).mul_(module._buffers[_attr(name) + "_mask"])
+        getattr(module, _attr(name)).masked_fill_(~module._buffers[_attr(name) + "_mask"], 0)
 
 
 def enforce_after_step(optimizer: torch.optim.Optimizer, model: nn.Module):
@@ -103,8 +152,7 @@ def enforce_after_step(optimizer: torch.optim.Optimizer, model: nn.Module):
 def remove_masks(model: nn.Module) -> nn.Module:
     """Bake: drop mask buffers and hooks, leaving plain (zeroed) weights."""
     for name, module in list(masked_modules(model)):
-        handle = _HOOKS.pop(getattr(module, _attr(name)), None)
-        if handle is not None:
+        for handle in _HOOKS.pop(getattr(module, _attr(name)), ()):
             handle.remove()
         del module._buffers[_attr(name) + "_mask"]
     return model

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...core.io import atomic_path, write_text
-from ...core.masks import assert_pruned_zero
+from ...core.masks import assert_pruned_zero, get_masks
 from ...core.progress import bars_enabled, get_logger
 from .config import TrainConfig
 
@@ -139,7 +139,8 @@ def _write_logs(out_dir: Path, history: list[dict]) -> None:
 
 
 def save_checkpoint(path: Path, state: TrainState) -> None:
-    blob = {"model": state.model.state_dict(), "optimizer": state.optimizer.state_dict(),
+    # masks are not in the model's state dict (it stays loadable into a plain model): saved beside it
+    blob = {"model": state.model.state_dict(), "masks": get_masks(state.model), "optimizer": state.optimizer.state_dict(),
             "scheduler": state.scheduler.state_dict(), "scaler": state.scaler.state_dict(),
             "epoch": state.epoch, "step": state.step, "history": state.history, "rng": rng_state(),
             "cfg": state.cfg.to_dict()}

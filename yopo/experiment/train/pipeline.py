@@ -19,7 +19,8 @@ from ...core.calibration import Calibration, CalibrationSettings, excluded_layer
 from ...core.config import from_mapping
 from ...core.family import Family, check_fingerprint, load_mask, save_mask
 from ...core.io import write_json
-from ...core.masks import apply_masks, get_masks
+from ...core.layers import prunable_layers
+from ...core.masks import apply_masks, get_masks, split_state_dict
 from ...core.registry import get_method, score, scoring_batch_size, with_target
 from ...core.validate import check_sparsity
 from ...models import build, input_kwargs
@@ -233,9 +234,10 @@ def run(cfg: TrainConfig, *, method: str | None = "yopo", sparsity: float = 0.9,
                 raise ValueError(f"--resume in {out}: it holds a run with method={prev.get('method')!r}, "
                                  f"sparsity={prev.get('sparsity')}, calibration={prev.get('calibration')}; resume "
                                  f"with the same settings or use another --out")
-        # the masks travel in the checkpoint (weight_mask buffers): no rescoring
-        state = load_checkpoint(ckpt, map_location="cpu")["model"]
-        m = {k[: -len("_mask")]: v for k, v in state.items() if k.endswith("_mask") and k[: -len("_mask")] in state}
+        # the masks travel in the checkpoint (beside the state dict; older checkpoints: as
+        # <attr>_mask entries in it): no rescoring
+        blob = load_checkpoint(ckpt, map_location="cpu")
+        m = blob.get("masks") or split_state_dict(blob["model"])[1]
         if m:
             apply_masks(model, m)
             cal = Calibration.from_masks(m, _dense_layers(m, recorded))
