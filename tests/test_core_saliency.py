@@ -125,9 +125,45 @@ def test_variants_give_finite_nonnegative_scores(tiny, kw):
 
 
 def test_rank_is_clipped_with_a_warning():
+    from yopo.methods.yopo.saliency import RankWarning
+
     model = nn.Sequential(nn.Linear(5, 3))
-    with pytest.warns(UserWarning, match="rank 7 clipped to 3"):
+    with pytest.warns(RankWarning, match=r"rank 7 >= min\(out=3, in=5\) = 3: .* not a saliency \(clipped to 3"):
         yopo.score(model, "yopo", iters=5)
+
+
+def test_full_rank_layers_have_a_defined_score():
+    import warnings
+
+    from yopo.methods.yopo.saliency import layer_rank
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 3), nn.Linear(3, 40))  # min dims 3: rank 7 would be full rank
+    w = model[0].weight.detach()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no clipping warning: the behaviour is chosen
+        mag = yopo.score(model, "yopo", iters=20, full_rank="magnitude")
+        red = yopo.score(model, "yopo", iters=20, full_rank="reduce")
+    assert torch.equal(mag["0.weight"], w.abs())  # Prop. 1a: the rank-0 residual is |W|
+    assert layer_rank("x", 3, 5, yopo.YopoConfig(full_rank="reduce")) == 2
+    assert red["0.weight"].abs().max() > 1e-3  # rank 2 of a 3 x 5 matrix leaves a real residual
+    assert layer_rank("x", 64, 576, yopo.YopoConfig(rank_fraction=0.1)) == 7  # ceil(0.1 * 64)
+    assert layer_rank("x", 10, 160, yopo.YopoConfig(rank_fraction=0.1)) == 1
+    with pytest.raises(ValueError, match="rank_fraction=1.0 is out of range"):
+        yopo.YopoConfig(rank_fraction=1.0)
+
+
+def test_residual_scale_makes_layers_comparable():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(30, 20), nn.Linear(20, 10))
+    with torch.no_grad():
+        model[1].weight.mul_(100.0)  # a layer on another scale
+    s = yopo.score(model, "yopo", iters=20, residual_scale="layer_rms")
+    for v in s.values():
+        assert float(v.pow(2).mean().sqrt()) == pytest.approx(1.0, rel=1e-5)
+    plain = yopo.score(model, "yopo", iters=20)
+    for n in s:  # the order inside a layer is unchanged (Lemma 1: positive rescaling)
+        assert torch.equal(torch.argsort(s[n].flatten(), stable=True), torch.argsort(plain[n].flatten(), stable=True))
 
 
 def test_conv1d_conv3d_and_shared_weights_are_handled():

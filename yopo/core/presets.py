@@ -34,7 +34,8 @@ PRESETS: dict[str, Preset] = {
         calibration={"allocation": "global", "ranking": "score", "robust": "mad", "min_keep": 1, "col_keep": 0,
                      "min_layer_density": 0.0, "exclude": ()},
         yopo={"rank": 7, "iters": 200, "nmf_solver": "mu", "nmf_init": "uniform", "loss": "frobenius",
-              "normalize": "none", "per_channel": False, "eps": 1e-8, "storage_dtype": "float32"}),
+              "normalize": "none", "per_channel": False, "eps": 1e-8, "storage_dtype": "float32",
+              "rank_fraction": 0.0, "full_rank": "clip", "residual_scale": "none", "fast": False}),
 }
 
 

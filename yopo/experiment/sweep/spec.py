@@ -23,7 +23,7 @@ from ..sanity import VARIANTS
 
 # train settings that locate or schedule a run but do not change its result: not hashed
 NON_IDENTITY = frozenset({"device", "data_root", "progress", "num_workers", "log_every", "out_dir", "sleep", "checkpoint",
-                          "threads"})
+                          "threads", "channels_last"})
 CROSS_SEED = ("none", "next", "all")
 #: label -> (method, allocation); a suffix -std / -mad sets ``robust``
 SHORTHANDS = {"yopo-G": ("yopo", "global"), "yopo-L": ("yopo", "uniform"), "random": ("random", "uniform")}
@@ -43,7 +43,7 @@ IDENTITY_BASE = {
              "nmf_solver": "mu", "storage_dtype": "float32", "nmf_threads": 0,
              # added later: the values that reproduce the engine the first ids were computed with
              # (the fused kernel agrees with it on >= 0.9999 of mask entries, docs/performance.md)
-             "kernel": "auto", "fast": False},
+             "kernel": "auto", "fast": False, "rank_fraction": 0.0, "full_rank": "clip", "residual_scale": "none"},
 }
 
 

@@ -110,13 +110,22 @@ def _all_sum(t: torch.Tensor, world: int) -> torch.Tensor:
 
 
 @torch.no_grad()
+def _nhwc(model: nn.Module) -> bool:
+    """Whether the model's convolution weights are channels-last (then its inputs are made so too)."""
+    w = next((p for p in model.parameters() if p.dim() == 4), None)
+    return w is not None and not w.is_contiguous() and w.is_contiguous(memory_format=torch.channels_last)
+
+
 def evaluate(model: nn.Module, loader, *, amp: bool = False, world: int = 1) -> tuple[float, float]:
     """(mean cross-entropy, accuracy in percent) of ``model`` over ``loader`` (summed over DDP ranks)."""
     was = model.training
     model.eval()
     dev = next(model.parameters()).device
     acc = torch.zeros(3, dtype=torch.float64, device=dev)  # loss sum, correct, count
+    nhwc = _nhwc(model)
     for x, y in loader:
+        if nhwc and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=amp):
             out = model(x)
         acc[0] += F.cross_entropy(out.float(), y, reduction="sum")
@@ -195,6 +204,7 @@ def train(model: nn.Module, data, cfg: TrainConfig, out_dir=None, resume: bool =
         state.epoch, state.step, state.history = blob["epoch"], blob["step"], list(blob["history"])
         set_rng_state(blob["rng"])
     show = cfg.progress and rank == 0
+    nhwc = _nhwc(model)
     _call(hooks, "on_train_start", state)
     for epoch in range(state.epoch, cfg.epochs):
         t0 = time.perf_counter()
@@ -206,6 +216,8 @@ def train(model: nn.Module, data, cfg: TrainConfig, out_dir=None, resume: bool =
             from tqdm.auto import tqdm
             bar = tqdm(total=steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True)
         for i, (x, y) in enumerate(data.train):
+            if nhwc and x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
                 logits = net(x)
                 loss = F.cross_entropy(logits, y)

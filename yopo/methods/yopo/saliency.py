@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import warnings
 import zlib
 from collections import defaultdict
@@ -18,6 +19,21 @@ from . import hardware
 from .nmf import INITS, LOSSES, SOLVERS, get_update, init_factors
 
 NORMALIZE = ("none", "median")
+FULL_RANK = ("clip", "magnitude", "reduce")
+RESIDUAL_SCALE = ("none", "layer_rms", "weight_mean")
+
+
+class RankWarning(UserWarning):
+    """A layer whose NMF rank reaches min(out, in): the NMF can fit |W| exactly, so its residual is
+    rounding noise, not a saliency."""
+
+
+def _check_fraction(name: str, value) -> None:
+    from ...core.validate import check_float
+
+    v = check_float(name, value, 0.0)
+    if v >= 1.0:
+        raise ValueError(f"{name}={value!r} is out of range; allowed: 0 <= {name} < 1 (0 = use --rank)")
 STORAGE_DTYPES = ("float32", "bfloat16", "float16")
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 KERNELS = ("auto", "fused", "torch")
@@ -76,6 +92,15 @@ class YopoConfig:
     kernel: str = opt("auto", "MU implementation for float32 on CPU: fused = one pass over W per step (needs "
                       "numba, extra 'fast'; thread-count independent), torch = two batched products per step, "
                       "auto = fused for batches of >= 2^18 entries when numba is installed", KERNELS)
+    rank_fraction: float = opt(0.0, "if > 0: each layer's rank is ceil(f * min(out, in)) (at least 1) instead of "
+                               "--rank, so small layers are not fit at full rank and wide ones get a rank that "
+                               "grows with them", check=_check_fraction)
+    full_rank: str = opt("clip", "a layer whose rank reaches min(out, in) (the NMF fits |W| exactly: its residual is "
+                         "rounding noise): clip = the paper's (rank min(out, in), with a warning), magnitude = "
+                         "score it by |W| (the rank-0 limit, Prop. 1a), reduce = rank min(out, in) - 1", FULL_RANK)
+    residual_scale: str = opt("none", "divide each layer's residual by its RMS (layer_rms) or by the mean of its |W| "
+                              "(weight_mean), so residuals compare across layers under a pooled allocation",
+                              RESIDUAL_SCALE)
     fast: bool = opt(False, f"replace MU-200 by {FAST_SOLVER.upper()} for {FAST_PASSES} passes over W (reaches "
                      "MU-200's objective in about half the time; a slightly different factorization: mask "
                      "agreement ~0.98, see docs/performance.md); needs the default nmf_solver and iters")
@@ -128,16 +153,26 @@ def _prepare(w: torch.Tensor, name: str, cfg: YopoConfig, device=None) -> torch.
 
 
 def layer_rank(name: str, o: int, d: int, cfg: YopoConfig) -> int:
-    """The NMF rank used for an (o, d) layer (clipped, with a warning)."""
+    """The NMF rank used for an (o, d) layer; 0 means "score by |W|" (``full_rank='magnitude'``).
+
+    The per-channel variant factors each row alone: a 1 x d matrix, full rank at rank 1."""
     if cfg.per_channel:
-        rank = min(cfg.per_channel_rank, d)
-        if rank < cfg.per_channel_rank:
-            warnings.warn(f"{name}: per_channel_rank {cfg.per_channel_rank} clipped to {rank} (= d)")
+        want, top = cfg.per_channel_rank, 1
     else:
-        rank = min(cfg.rank, o, d)
-        if rank < cfg.rank:
-            warnings.warn(f"{name}: rank {cfg.rank} clipped to {rank} = min(out={o}, in={d})")
-    return rank
+        want = max(1, math.ceil(cfg.rank_fraction * min(o, d))) if cfg.rank_fraction > 0 else cfg.rank
+        top = min(o, d)
+    if want < top:
+        return want
+    if cfg.full_rank == "magnitude":
+        return 0
+    if cfg.full_rank == "reduce" and top > 1:
+        return top - 1
+    if cfg.full_rank == "reduce":  # a single row or column: no rank below full but 0
+        return 0
+    warnings.warn(f"{name}: rank {want} >= min(out={o}, in={d}) = {top}: the NMF fits |W| exactly, so the residual "
+                  f"is rounding noise, not a saliency (clipped to {top}; full_rank='magnitude' or a smaller rank "
+                  f"avoids it)", RankWarning)
+    return top
 
 
 _SMALL = 1 << 20
@@ -178,7 +213,9 @@ def plan_batches(shapes: dict[str, tuple[int, int]], cfg: YopoConfig) -> list[Ba
     """
     groups: dict[tuple[int, int, int], list[str]] = defaultdict(list)
     for name, (o, d) in shapes.items():
-        groups[(o, d, layer_rank(name, o, d, cfg))].append(name)
+        rank = layer_rank(name, o, d, cfg)
+        if rank > 0:  # rank 0 (full_rank="magnitude"): no NMF, the layer is scored by |W|
+            groups[(o, d, rank)].append(name)
     pack = cfg.nmf_solver in PACK_SOLVERS and not cfg.per_channel  # per-channel: rows of same-shaped layers
     batches: list[Batch] = []
     small: dict[int, list[str]] = defaultdict(list)
@@ -302,4 +339,11 @@ def yopo_saliency(weights: dict[str, torch.Tensor], cfg: YopoConfig, seed: int =
                               list(b.shapes) if b.padded else None, store=stores[W.device])
             for j, (n, (o, d)) in enumerate(zip(b.names, b.shapes)):
                 out[n] = S[j, :o, :d].reshape(weights[n].shape)
+        for n, a in mats.items():
+            if n not in out:  # rank 0 (full_rank="magnitude"): the residual of an empty template is |W|
+                out[n] = a.clone().reshape(weights[n].shape)
+            if cfg.residual_scale == "layer_rms":
+                out[n] = out[n] / out[n].pow(2).mean().sqrt().clamp_min(1e-30)
+            elif cfg.residual_scale == "weight_mean":
+                out[n] = out[n] / a.mean().clamp_min(1e-30)
     return {n: out[n] for n in weights}
