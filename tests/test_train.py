@@ -147,3 +147,19 @@ def test_reported_sparsity_is_over_the_calibrated_layers(tmp_path):
     res = run(cfg, method="magnitude", sparsity=0.8, calibration=CalibrationSettings(exclude=(":first",)),
               progress=False)
     assert abs(res["sparsity"] - 0.8) < 1e-3  # the dense excluded layer is not counted
+
+
+def test_evaluate_builds_no_autograd_graph():
+    """A regression: evaluate() without no_grad kept the graph of every test batch alive (a CIFAR-10
+    ResNet-20 sweep worker grew past 17 GB and was OOM-killed)."""
+    from torch import nn
+
+    from yopo.experiment.train import evaluate
+
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    grad_on = []
+    model.register_forward_hook(lambda m, i, o: grad_on.append(torch.is_grad_enabled()))
+    batches = [(torch.randn(5, 4), torch.randint(0, 3, (5,))) for _ in range(3)]
+    loss, acc = evaluate(model, batches)
+    assert grad_on == [False, False, False]
+    assert isinstance(loss, float) and 0.0 <= acc <= 100.0

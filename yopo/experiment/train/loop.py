@@ -116,6 +116,7 @@ def _nhwc(model: nn.Module) -> bool:
     return w is not None and not w.is_contiguous() and w.is_contiguous(memory_format=torch.channels_last)
 
 
+@torch.no_grad()  # no autograd graph: over a whole test set it would hold every batch's activations
 def evaluate(model: nn.Module, loader, *, amp: bool = False, world: int = 1) -> tuple[float, float]:
     """(mean cross-entropy, accuracy in percent) of ``model`` over ``loader`` (summed over DDP ranks)."""
     was = model.training
