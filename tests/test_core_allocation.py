@@ -191,8 +191,16 @@ def test_diagnostics_and_collapse_warning():
     assert cal.warnings and "emptied" in cal.warnings[0]
     with pytest.warns(CollapseWarning, match="forced survivors"):
         mort(scores, 0.8, min_keep=1)
-    with pytest.warns(CollapseWarning, match="output rows with no weight"):
-        mort({"a.weight": torch.rand(10, 50) * torch.tensor([1e-3] * 5 + [1.0] * 5)[:, None]}, 0.9, min_keep=0)
+    starved = torch.rand(10, 50) * torch.tensor([1e-3] * 5 + [1.0] * 5)[:, None]  # 5 class rows starve
+    with pytest.warns(CollapseWarning, match=r"last layer has output rows with no weight .*fc.weight \(5 of 10\)"):
+        mort({"h.weight": torch.rand(8, 8), "fc.weight": starved}, 0.9, min_keep=0)
+    # a hidden layer's empty rows are pruned units (reported, not warned); only the last layer's are classes
+    import warnings as w
+    with w.catch_warnings():
+        w.simplefilter("error")
+        fc = torch.eye(10) + 0.01 * torch.rand(10, 10)  # every class row keeps its diagonal weight
+        cal = mort({"h.weight": starved, "fc.weight": fc}, 0.9, min_keep=0, allocation="uniform")
+    assert cal.layers["h.weight"].empty_rows == 5
 
 
 def test_settings_are_validated_from_their_declaration():
@@ -229,5 +237,7 @@ def test_connectivity_finds_stranded_weights():
     assert eff["0.weight"].tolist() == (m0 & torch.tensor([[1], [0], [0]]).bool()).tolist()
     assert eff["2.weight"].tolist() == [[True, False, False], [False, False, False]]
     scores = {"0.weight": m0.float() + 0.1, "2.weight": m1.float() + 0.1}
-    cal = add_connectivity(mort(scores, 1 - 4 / 18, min_keep=0), model, (4,))
+    cal = mort(scores, 1 - 4 / 18, min_keep=0)
+    with pytest.warns(CollapseWarning, match=r"2 of 4 kept weights lie on no input-output path"):
+        add_connectivity(cal, model, (4,))
     assert cal.kept == 4 and cal.effective_sparsity == pytest.approx(1 - 2 / 18)

@@ -216,3 +216,17 @@ def test_bad_models_and_methods(tiny):
         tiny.conv1.weight[0, 0, 0, 0] = float("inf")
     with pytest.raises(ValueError, match="NaN or Inf"):
         yopo.score(tiny, "magnitude")
+
+
+def test_paths_on_a_token_model_is_a_clear_error():
+    # the path flow feeds one all-ones float tensor; a network that embeds token ids cannot take it
+    class TokenNet(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb, self.fc = nn.Embedding(50, 16), nn.Linear(16, 4)
+
+        def forward(self, ids):
+            return self.fc(self.emb(ids))
+
+    with pytest.raises(ValueError, match=r"paths=True runs TokenNet on one all-ones float input .* paths=False"):
+        yopo.score(TokenNet(), "yopo", paths=True, paths_target=0.9, input_shape=(8,))

@@ -55,7 +55,8 @@ def test_method_shorthands():
 
     g = MethodSpec.parse("yopo-G")
     assert (g.label, g.method, g.calibration) == ("yopo-G", "yopo", CalibrationSettings(allocation="global"))
-    assert g.options == dataclasses.asdict(YopoConfig())  # YOPO's options are resolved in full
+    from yopo.core.config import to_mapping
+    assert g.options == to_mapping(YopoConfig())  # YOPO's options are resolved in full (JSON-ready)
     assert MethodSpec.parse("yopo-L").mode == "local" and MethodSpec.parse("yopo-L").calibration.allocation == "uniform"
     assert MethodSpec.parse("random").mode == "local"
     assert MethodSpec.parse("yopo-G-std").robust == "std"

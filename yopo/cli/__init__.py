@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     command = _command(argv)
     parser = build_parser(set() if command is None else {command})
     args = parser.parse_args(argv)
+    # the words after the command (e.g. `yopo train` alone runs the demo comparison)
+    args.command_argv = argv[argv.index(command) + 1:] if command in argv else []
     from ..core.progress import configured
 
     prefix = f"yopo {args.command}"

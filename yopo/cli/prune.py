@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import sys
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +12,7 @@ from ..core.config import add_dataclass_args, from_args, opt, parse_options, spa
 from ..core.nm import INDIVISIBLE
 from ..core.presets import PRESETS
 from ..models import INITS
-from .settings import (PRESET_HELP, add_calibration_args, add_yopo_args, calibration_from, layer_table, yopo_flags,
+from .settings import (DEFAULT_PRESET, PRESET_HELP, add_calibration_args, add_yopo_args, calibration_from, layer_table, yopo_flags,
                        yopo_from)
 
 
@@ -69,6 +70,15 @@ def run(args) -> int:
     from . import check_device
 
     a = from_args(PruneArgs, args)  # validated: a bad value fails before scoring, not after
+    if a.preset is None and a.method == "yopo" and a.pattern is None:
+        if a.checkpoint is not None and Path(a.checkpoint).is_dir():
+            # a Hugging Face folder: a transformer takes token ids, and the recommended preset's path
+            # flow needs a network fed by one float tensor, so the default is the paper's method
+            print("note: a Hugging Face model: using --preset paper (the recommended preset's path flow needs a "
+                  "network fed by one float tensor)", file=sys.stderr)
+            a = dataclasses.replace(a, preset="paper")
+        else:
+            a = dataclasses.replace(a, preset=DEFAULT_PRESET)
     cal_settings = calibration_from(args, a.preset)
     # and before anything is written
     check_device(a.device)
@@ -103,10 +113,13 @@ def run(args) -> int:
         a = dataclasses.replace(a, num_classes=d.num_classes)
     shape = d.input_shape if d is not None else None
 
+    # one sample's shape for methods that build their own input (SynFlow; YOPO with --paths): the
+    # data's, else that of the dataset the model is the default of (cnn_digits: 1x8x8)
+    sample = shape or _natural_input_shape(a.model)
+
     def score_with(m, options):
         batch = None if m.data_free else d.example_batch(scoring_batch_size(m.name, options, 128))
-        if m.name != "yopo":
-            options = with_target(m.name, options, a.sparsity, shape)
+        options = with_target(m.name, options, a.sparsity, sample)
         return score(model, m.name, seed=a.seed, device=a.device, data=batch, **options)
 
     if a.checkpoint is not None:  # a trained model: its weights, not an initialization
@@ -122,8 +135,7 @@ def run(args) -> int:
         from ..core.nm import check_divisible
         check_divisible({l.name: l.shape for l in prunable_report(model).layers}, pattern)
     scores = score_with(method, opts)
-    if a.method != "yopo":
-        opts = with_target(a.method, opts, a.sparsity, shape)  # what was scored with, for the record
+    opts = with_target(a.method, opts, a.sparsity, sample)  # what was scored with, for the record
     budget = score_with(budget_method, {}) if budget_method is not None else None
     report = prunable_report(model)
     for line in report.lines():  # what the one prunable-layer rule left out, and why

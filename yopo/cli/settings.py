@@ -11,10 +11,14 @@ from ..core.config import add_dataclass_args, explicit, from_args
 from ..core.presets import PRESETS, preset_values
 from ..methods.yopo.saliency import YopoConfig
 
+#: what ``yopo prune`` / ``yopo train`` use for method yopo when no --preset is given (the paper's
+#: method is ``--preset paper``); the Python API's defaults stay the paper's
+DEFAULT_PRESET = "recommended"
 #: ``--mode`` is the paper's name of the allocation (global = YOPO-G, local = YOPO-L)
 CALIBRATION_ALIASES = {"allocation": ("--mode",)}
-PRESET_HELP = ("named bundle of calibration and YOPO settings applied before the explicit flags (which win): "
-               + "; ".join(f"{k} = {p.description}" for k, p in PRESETS.items()))
+PRESET_HELP = ("named bundle of calibration and YOPO settings applied before the explicit flags (which win); "
+               f"default for method yopo: {DEFAULT_PRESET}: "
+               + "; ".join(f"{k} = {p.description}" for k, p in PRESETS.items())).replace("%", "%%")  # argparse formats help
 
 
 def add_calibration_args(p, base: str = "") -> None:

@@ -6,6 +6,7 @@ percent (0-100), as everywhere in yopo.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from ..core.config import add_dataclass_args, from_args, opt, parse_options, spa
     validate_fields
 from ..core.presets import PRESETS
 from ..experiment.train.config import TrainConfig
-from .settings import (PRESET_HELP, add_calibration_args, add_yopo_args, calibration_flags, calibration_from,
+from .settings import (DEFAULT_PRESET, PRESET_HELP, add_calibration_args, add_yopo_args, calibration_flags, calibration_from,
                        yopo_flags, yopo_from)
 
 
@@ -64,6 +65,8 @@ def run(args) -> int:
     from ..core.io import check_out_dir
     from . import check_device
 
+    if not getattr(args, "command_argv", True):  # `yopo train` alone: the demo comparison
+        return demo()
     a = from_args(PruneTrainArgs, args)
     cfg = from_args(TrainConfig, args)
     # settings that would fail late (after loading data, or with a traceback) fail here, in one line
@@ -82,6 +85,8 @@ def run(args) -> int:
     cal_given = calibration_flags(args) or a.preset is not None
     if dense and cal_given:
         raise ValueError("a dense run calibrates nothing: drop the calibration flags / --preset")
+    if a.preset is None and scoring and a.method == "yopo":
+        a = dataclasses.replace(a, preset=DEFAULT_PRESET)
     opts = {}
     if scoring and a.method == "yopo":
         opts = to_mapping(yopo_from(args, a.preset))
@@ -104,3 +109,56 @@ def run(args) -> int:
     if a.out:
         print(f"wrote {a.out}/result.json")
     return 0
+
+
+#: the demo: the default model and data (a small CNN on sklearn's 8x8 digits, offline), one budget
+DEMO_SPARSITY = 0.95
+DEMO_ROWS = (("dense", "dense", None), ("YOPO (recommended preset)", "yopo", "recommended"),
+             ("YOPO as published (YOPO-G)", "yopo", "paper"), ("random (within layer)", "random", None))
+
+
+def demo() -> int:
+    """`yopo train` with no arguments: the same small CNN trained dense, pruned at 95% by the
+    recommended YOPO preset, by YOPO as published and at random (equal per-layer ratios), from the
+    same initialization; a table of what each keeps and reaches."""
+    import logging
+
+    cfg = TrainConfig(progress=False, checkpoint=False)
+    print(f"yopo train demo: {cfg.resolved().model} on {cfg.dataset} ({cfg.resolved().epochs} epochs, seed "
+          f"{cfg.seed}), {DEMO_SPARSITY:.0%} of the prunable weights pruned at initialization; `yopo train --help` "
+          f"for a single configurable run")
+    log = logging.getLogger("yopo")
+    level = log.level
+    log.setLevel(max(level, logging.WARNING))  # the table, not four runs' epoch lines
+    try:
+        rows = [_demo_row(cfg, *row) for row in DEMO_ROWS]
+    finally:
+        log.setLevel(level)
+    w = max(len(r[0]) for r in rows)
+    print(f"{'':{w}s}  {'params kept':>11s}  {'sparsity':>8s}  {'effective':>9s}  {'test acc':>8s}  {'time':>6s}")
+    for label, kept, sp, eff, acc, dt in rows:
+        print(f"{label:{w}s}  {kept:>11,d}  {sp:>8.4f}  {'-' if eff is None else f'{eff:.4f}':>9s}  {acc:>7.2f}%"
+              f"  {dt:>5.1f}s")
+    print("sparsity: of the prunable weights; effective: kept weights on no input-output path counted as pruned")
+    return 0
+
+
+def _demo_row(cfg: TrainConfig, label: str, method: str, preset: str | None) -> tuple:
+    """(label, params kept, sparsity, effective sparsity, test accuracy, seconds) of one demo run."""
+    import time
+
+    from ..core.calibration import CalibrationSettings
+    from ..core.presets import preset_values
+    from ..experiment.train import run as train_run
+    from ..methods.yopo.saliency import YopoConfig
+
+    t = time.perf_counter()
+    if method == "dense":
+        res = train_run(cfg, method="dense", progress=False)
+    else:
+        calibration = (CalibrationSettings(**preset_values(preset, "calibration")) if preset
+                       else CalibrationSettings(allocation="uniform"))
+        opts = to_mapping(YopoConfig(**preset_values(preset, "yopo"))) if method == "yopo" else {}
+        res = train_run(cfg, method=method, sparsity=DEMO_SPARSITY, calibration=calibration, progress=False, **opts)
+    eff = (res.get("calibration") or {}).get("effective_sparsity")
+    return label, res["params_kept"], res["sparsity"], eff, res["test_acc"], time.perf_counter() - t

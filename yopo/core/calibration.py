@@ -19,7 +19,9 @@ Survival constraints: the ``min_keep`` best entries of every output row (and ``c
 input column) are kept at every sparsity and count toward the budget; ``min_layer_density`` is a
 per-layer floor met inside the budget. The result (:class:`Calibration`) carries per-layer
 diagnostics (density, empty rows / input columns, forced survivors) and warns when a layer is
-emptied, keeps only its forced survivors, or has empty output rows with ``min_keep=0``.
+emptied, keeps only its forced survivors, or when the last layer has empty output rows with
+``min_keep=0``; kept weights stranded off every input-output path are warned about by
+:func:`yopo.core.connectivity.add_connectivity`.
 """
 from __future__ import annotations
 
@@ -446,15 +448,22 @@ def _report(mask: torch.Tensor, forced: int, excluded: bool) -> LayerReport:
 
 
 def _warn_collapse(cal: Calibration, s: CalibrationSettings) -> None:
+    """Warn (CollapseWarning) about layers that cannot work: emptied layers, layers left with only
+    their forced survivors, and empty *output* rows of the last layer (classes that can never be
+    predicted) when ``min_keep=0``. Hidden rows without weights are pruned units, not a collapse
+    (structure-aware masks keep few units on purpose); the harm they can do, kept weights stranded
+    off every input-output path, is measured and warned about by
+    :func:`yopo.core.connectivity.add_connectivity` (effective sparsity)."""
     emptied, only_forced, empty_rows = [], [], []
-    for n, r in cal.layers.items():
-        if r.excluded:
-            continue
+    calibrated = [n for n, r in cal.layers.items() if not r.excluded]
+    last = calibrated[-1] if calibrated else None
+    for n in calibrated:
+        r = cal.layers[n]
         if r.kept == 0:
             emptied.append(n)
         elif r.forced and r.kept == r.forced and r.kept < r.total:
             only_forced.append(f"{n} ({r.kept})")
-        elif s.min_keep == 0 and r.empty_rows:
+        elif s.min_keep == 0 and r.empty_rows and n == last:
             empty_rows.append(f"{n} ({r.empty_rows} of {r.rows})")
     msgs = []
     if emptied:
@@ -463,8 +472,8 @@ def _warn_collapse(cal: Calibration, s: CalibrationSettings) -> None:
         msgs.append(f"{len(only_forced)} layer(s) keep only their forced survivors (min_keep/col_keep): "
                     f"{', '.join(only_forced[:4])}{' ...' if len(only_forced) > 4 else ''}")
     if empty_rows:
-        msgs.append(f"{len(empty_rows)} layer(s) have output rows with no weight (min_keep=0): "
-                    f"{', '.join(empty_rows[:4])}{' ...' if len(empty_rows) > 4 else ''}")
+        msgs.append(f"the last layer has output rows with no weight (min_keep=0): {empty_rows[0]}; those outputs "
+                    f"(classes) can never be predicted")
     if msgs:
         cal.warnings.extend(msgs)
         warnings.warn(f"calibration at sparsity {cal.sparsity:.4f} (allocation={cal.mode}, ranking="

@@ -204,7 +204,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, *, skip=(), prefix:
         flags = [flag, *((aliases or {}).get(f.name, ()))]
         default = f.default if f.default is not MISSING else (
             f.default_factory() if f.default_factory is not MISSING else None)
-        help_ = f.metadata.get("help", "")
+        help_ = f.metadata.get("help", "").replace("%", "%%")  # argparse %-formats help texts
         choices = f.metadata.get("choices")
         t = _type_name(f)
         base = t.split("|")[0]

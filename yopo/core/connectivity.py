@@ -29,7 +29,9 @@ _MAXPOOL = {nn.MaxPool1d: nn.AvgPool1d, nn.MaxPool2d: nn.AvgPool2d, nn.MaxPool3d
             nn.AdaptiveMaxPool3d: nn.AdaptiveAvgPool3d}
 
 
-def _linearized(model: nn.Module) -> nn.Module:
+def linearized(model: nn.Module) -> nn.Module:
+    """A float64 eval-mode copy of ``model`` whose paths are its topology: every parameter is |w|,
+    biases are 0, normalization layers are the identity and max-pooling is average pooling."""
     net = copy.deepcopy(model).double().eval()
     for name, module in list(net.named_modules()):
         for child_name, child in list(module.named_children()):
@@ -64,7 +66,7 @@ def effective_masks(model: nn.Module, masks: dict[str, torch.Tensor],
     """{name: bool tensor}: the kept weights of ``masks`` that lie on some input-output path of
     ``model`` (weights without a mask count as dense). ``input_shape`` is one sample's shape (no
     batch dim); default: guessed by :func:`input_shape_of`. The model is not changed."""
-    net = _linearized(model)
+    net = linearized(model)
     shape = tuple(input_shape) if input_shape else input_shape_of(model)
     weights = {}
     with torch.no_grad():
@@ -89,15 +91,29 @@ def effective_masks(model: nn.Module, masks: dict[str, torch.Tensor],
 
 def add_connectivity(cal, model: nn.Module, input_shape: tuple[int, ...] | None = None):
     """Fill ``LayerReport.effective`` of a :class:`yopo.core.calibration.Calibration` from the
-    model (so ``cal.effective_sparsity`` is defined) and return ``cal``. Layers whose kept
-    weights are all off-path are added to ``cal.warnings``."""
+    model (so ``cal.effective_sparsity`` is defined) and return ``cal``. Kept weights stranded off
+    every input-output path (and layers whose kept weights all are) are warned about
+    (CollapseWarning) and added to ``cal.warnings``."""
+    import warnings
+
+    from .calibration import CollapseWarning
+
     eff = effective_masks(model, cal.masks, input_shape)
-    dead = []
+    dead, stranded = [], 0
     for n, r in cal.layers.items():
         r.effective = int(eff[n].sum())
-        if not r.excluded and r.kept and r.effective == 0:
-            dead.append(n)
+        if not r.excluded:
+            stranded += r.kept - r.effective
+            if r.kept and r.effective == 0:
+                dead.append(n)
+    msgs = []
     if dead:
-        cal.warnings.append(f"{len(dead)} layer(s) keep weights but none on an input-output path: "
-                            f"{', '.join(dead[:4])}{' ...' if len(dead) > 4 else ''}")
+        msgs.append(f"{len(dead)} layer(s) keep weights but none on an input-output path: "
+                    f"{', '.join(dead[:4])}{' ...' if len(dead) > 4 else ''}")
+    if stranded:
+        msgs.append(f"{stranded} of {cal.kept} kept weights lie on no input-output path (effective sparsity "
+                    f"{cal.effective_sparsity:.4f} vs {cal.sparsity:.4f})")
+    if msgs:
+        cal.warnings.extend(msgs)
+        warnings.warn("; ".join(msgs), CollapseWarning, stacklevel=2)
     return cal

@@ -35,7 +35,23 @@ PRESETS: dict[str, Preset] = {
                      "min_layer_density": 0.0, "exclude": ()},
         yopo={"rank": 7, "iters": 200, "nmf_solver": "mu", "nmf_init": "uniform", "loss": "frobenius",
               "normalize": "none", "per_channel": False, "eps": 1e-8, "storage_dtype": "float32",
-              "rank_fraction": 0.0, "full_rank": "clip", "residual_scale": "none", "fast": False}),
+              "rank_fraction": 0.0, "full_rank": "clip", "residual_scale": "none", "fast": False, "paths": False}),
+    # the paper's saliency with end-to-end connectivity: the YOPO residual orders weights that are
+    # structurally equivalent, a unit-weight path flow (conserved layer by layer) decides how many
+    # weights each layer keeps and which units stay connected (docs/method_quality.md has the
+    # ablation behind every choice)
+    "recommended": Preset(
+        "YOPO with end-to-end connectivity: the paper's NMF residual (rank 7, MU-200), then a 100-round "
+        "unit-weight path flow to the target sparsity that keeps the weights on the most input-output paths "
+        "(ties broken by the residual); pooled calibration of the flow's order, no forced survivors (a row "
+        "without paths is a pruned unit, not a collapse), every layer keeps at least 0.2% of its weights (the "
+        "flow alone empties ResNet downsampling shortcuts)",
+        calibration={"allocation": "global", "ranking": "score", "robust": "mad", "min_keep": 0, "col_keep": 0,
+                     "min_layer_density": 0.002, "exclude": ()},
+        yopo={"rank": 7, "iters": 200, "nmf_solver": "mu", "nmf_init": "uniform", "loss": "frobenius",
+              "normalize": "none", "per_channel": False, "eps": 1e-8, "storage_dtype": "float32",
+              "rank_fraction": 0.0, "full_rank": "clip", "residual_scale": "none", "fast": False,
+              "paths": True, "paths_rounds": 100}),
 }
 
 

@@ -87,7 +87,8 @@ def make_config(method: Method, opts: dict):
         hints = [f"{k} -> {renamed[k]}" for k in bad if k in renamed]
         raise ValueError(f"unknown option(s) {bad} for method {method.name!r}"
                          + (f" (renamed: {', '.join(hints)})" if hints else "") + f"; allowed: {sorted(fields)}")
-    return method.config(**opts)
+    # JSON round trips (family metadata, sweep records) turn tuples into lists
+    return method.config(**{k: tuple(v) if isinstance(v, list) else v for k, v in opts.items()})
 
 
 def with_target(method: str, opts: dict, sparsity: float, input_shape: tuple[int, ...] | None = None) -> dict:
@@ -97,11 +98,34 @@ def with_target(method: str, opts: dict, sparsity: float, input_shape: tuple[int
     Options the caller set explicitly win."""
     fields = {f.name for f in dataclasses.fields(get_method(method).config)}
     out = dict(opts)
-    if "target_sparsity" in fields and "target_sparsity" not in opts and not isinstance(sparsity, dict):
-        out["target_sparsity"] = sparsity
-    if "input_shape" in fields and "input_shape" not in opts and input_shape:
+    target = target_option(method, opts)
+    # an option left at None / empty is unset (a full options record holds every field)
+    if target is not None and opts.get(target) is None and not isinstance(sparsity, dict):
+        out[target] = sparsity
+    if "input_shape" in fields and not opts.get("input_shape") and input_shape and uses_input_shape(method, out):
         out["input_shape"] = tuple(int(v) for v in input_shape)
     return out
+
+
+def target_option(method: str, opts: dict) -> str | None:
+    """The option of ``method`` that takes the calibration target (iterative and mask methods'
+    ``target_sparsity``; YOPO's ``paths_target`` with ``paths``), or None: scores that depend on
+    the target get one family per sparsity in a sweep."""
+    cfg = get_method(method).config
+    hook = getattr(cfg, "target_option", None)
+    if hook is not None:
+        return hook(opts)
+    return "target_sparsity" if "target_sparsity" in {f.name for f in dataclasses.fields(cfg)} else None
+
+
+def uses_input_shape(method: str, opts: dict) -> bool:
+    """Whether ``method`` with ``opts`` builds its own input (SynFlow's all-ones; YOPO only with
+    ``paths``) and so needs the data's sample shape."""
+    cfg = get_method(method).config
+    if "input_shape" not in {f.name for f in dataclasses.fields(cfg)}:
+        return False
+    hook = getattr(cfg, "uses_input_shape", None)
+    return bool(hook(opts)) if hook is not None else True
 
 
 def scoring_batch_size(method: str, opts: dict, default):

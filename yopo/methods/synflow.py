@@ -9,8 +9,8 @@ from torch import nn
 from ..core.config import opt, sparsity_rule, validate_fields
 from ..core.layers import get_weight
 from ..core.registry import register
-from .support.encoding import IterativeEncoder
 from .support.encoding import MAX_ROUNDS
+from .support.flow import iterative_flow
 from .support.schedules import SCHEDULES
 from .support.structure import first_prunable_module
 
@@ -64,20 +64,6 @@ def synflow(model, ctx, cfg: SynflowConfig):
         for t in list(model.parameters()) + list(model.buffers()):
             if t.is_floating_point():
                 t.abs_()
-    for p in model.parameters():
-        p.requires_grad_(False)
     weights = {l.name: get_weight(model, l.name) for l in ctx.layers}
-    for w in weights.values():
-        w.requires_grad_(True)
-    ones = torch.ones((1,) + shape, dtype=dtype, device=ctx.device)
-    enc = IterativeEncoder(ctx.layers, cfg.iters, ctx.device)
-    for s_k in SCHEDULES[cfg.schedule](cfg.target_sparsity, cfg.iters):
-        masks = enc.split(enc.alive)
-        with torch.no_grad():  # masks only shrink (no revival): zeroing in place is enough
-            for n, w in weights.items():
-                w.mul_(masks[n])
-        R = model(ones).sum()
-        grads = torch.autograd.grad(R, list(weights.values()))
-        key = torch.cat([g.mul_(w.detach()).abs_().flatten() for w, g in zip(weights.values(), grads)])
-        enc.step(key, s_k)
-    return enc.scores()
+    return iterative_flow(model, weights, ctx.layers, target=cfg.target_sparsity, rounds=cfg.iters,
+                          schedule=cfg.schedule, input_shape=shape, device=ctx.device, dtype=dtype)

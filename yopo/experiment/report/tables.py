@@ -187,8 +187,8 @@ def table6(runs) -> list[Table]:
     if not base:
         return []
     dense = _dense(runs)
-    t = Table("table6", "Top-1 accuracy (%) as mean ± std over seeds; best per column bold, second italic",
-              ["Sparsity"])
+    t = Table("table6", "Top-1 accuracy (%) as mean ± std over seeds, (rank of the method in its column); "
+              "best per column bold, second italic", ["Sparsity"])
     sps = sorted({r["sparsity"] for r in base})
     t.header = ["Method"] + [_pct(p) for p in sps]
     for (model, ds), block in _group(base, ("model", "dataset")).items():
@@ -203,6 +203,8 @@ def table6(runs) -> list[Table]:
             ranks = M.rank_positions([means.get((lab, p), math.nan) for lab in labels])
             for lab, rk in zip(labels, ranks):
                 styles[(lab, p)] = "bold" if rk == 0 else "italic" if rk == 1 and len(labels) > 2 else None
+                if p in cells[lab] and not math.isnan(means.get((lab, p), math.nan)):
+                    cells[lab][p] += f" ({rk + 1})"
         seeds = sorted({r["seed"] for r in block})
         title = f"{model} + {ds} ({len(seeds)} seed{'s' if len(seeds) != 1 else ''})"
         if dense.get((model, ds)):

@@ -43,7 +43,8 @@ IDENTITY_BASE = {
              "nmf_solver": "mu", "storage_dtype": "float32", "nmf_threads": 0,
              # added later: the values that reproduce the engine the first ids were computed with
              # (the fused kernel agrees with it on >= 0.9999 of mask entries, docs/performance.md)
-             "kernel": "auto", "fast": False, "rank_fraction": 0.0, "full_rank": "clip", "residual_scale": "none"},
+             "kernel": "auto", "fast": False, "rank_fraction": 0.0, "full_rank": "clip", "residual_scale": "none",
+             "paths": False, "paths_target": None, "paths_rounds": 100, "input_shape": []},
 }
 
 
@@ -346,12 +347,27 @@ def _option_names(method: str) -> set[str]:
         return set()
 
 
-def _per_sparsity(method: str) -> str | None:
-    """Methods whose scores depend on the target sparsity (e.g. iterative SynFlow) get one family
-    per sparsity; detected by a ``sparsity``/``target_sparsity`` field of the method's options.
-    Returns that field's name (or None)."""
-    names = _option_names(method)
-    return next((n for n in SPARSITY_OPTIONS if n in names), None)
+def _per_sparsity(method: str, opts: dict) -> str | None:
+    """Methods whose scores depend on the target sparsity (e.g. iterative SynFlow, YOPO with paths)
+    get one family per sparsity: the name of the option that takes the target
+    (:func:`yopo.core.registry.target_option`), or None."""
+    from ...core.registry import target_option
+
+    try:
+        return target_option(method, opts)
+    except ValueError:  # an unregistered method (a custom scorer): a sparsity/target_sparsity option, by name
+        names = _option_names(method)
+        return next((n for n in SPARSITY_OPTIONS if n in names), None)
+
+
+def _uses_input_shape(method: str, opts: dict) -> bool:
+    """Whether the method builds its own input with these options (SynFlow; YOPO with paths)."""
+    from ...core.registry import uses_input_shape
+
+    try:
+        return uses_input_shape(method, opts)
+    except ValueError:  # an unregistered method (a custom scorer): its options are its own
+        return False
 
 
 def _train_settings(spec: SweepSpec, dataset: str) -> dict:
@@ -367,11 +383,12 @@ def _family(spec: SweepSpec, model: str, m: MethodSpec, seed: int, dataset: str,
     if _needs_data(m.method):
         fam.update(dataset=dataset, score_batch=spec.score_batch or _method_batch(m) or _recipe_batch(dataset, t),
                    train={k: t.get(k) for k in ("data_root", "subset", "subset_seed", "image_size")})
-    field_name = _per_sparsity(m.method)
-    if field_name and field_name not in m.options:
+    field_name = _per_sparsity(m.method, m.options)
+    opts = dict(m.options)
+    if field_name and opts.get(field_name) in (None, (), []):  # unset (YOPO's options come resolved, as None)
         fam["sparsity"] = sparsity
         fam["sparsity_option"] = field_name
-    if "input_shape" not in m.options and "input_shape" in _option_names(m.method):
+    if opts.get("input_shape") in (None, (), []) and _uses_input_shape(m.method, opts):
         # data-free methods that build their own input (SynFlow's all-ones) need the data's shape;
         # it is part of the family's identity: SynFlow on 32x32 ones differs from 64x64 ones
         fam["input_shape"] = list(dataset_input_shape(dataset, t))

@@ -15,4 +15,8 @@ def yopo(model, ctx, cfg: YopoConfig):
     layers = {l.name: l for l in ctx.layers}
     mats = {n: layers[n].to_rows(w) for n, w in ctx.weights(model).items()}
     S = yopo_saliency(mats, cfg, seed=ctx.seed, device=ctx.device)
-    return {n: layers[n].from_rows(s) for n, s in S.items()}
+    scores = {n: layers[n].from_rows(s) for n, s in S.items()}
+    if cfg.paths:
+        from .paths import path_flow
+        scores = path_flow(model, ctx, scores, cfg)
+    return scores

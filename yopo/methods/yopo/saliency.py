@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import torch
 
-from ...core.config import opt, validate_fields
+from ...core.config import opt, sparsity_rule, validate_fields
 from ...core.layers import flat
 from ...core.progress import track
 from . import hardware
@@ -49,6 +49,11 @@ FAST_PASSES = 20
 
 def _check_combinations(cfg: "YopoConfig") -> None:
     """The cross-field rules (single-field rules are declared on the fields)."""
+    if not cfg.paths:
+        idle = [f"{k}={getattr(cfg, k)!r}" for k, v in (("paths_target", None), ("paths_rounds", 100), ("input_shape", ()))
+                if getattr(cfg, k) != v]
+        if idle:
+            raise ValueError(f"{', '.join(idle)} act only with paths=True (--paths)")
     if cfg.nmf_solver != "mu" and cfg.loss != "frobenius":
         raise ValueError(f"nmf_solver={cfg.nmf_solver!r} supports loss='frobenius' only; got loss={cfg.loss!r}")
     if cfg.fast and (cfg.nmf_solver != "mu" or cfg.iters != 200):
@@ -101,6 +106,17 @@ class YopoConfig:
     residual_scale: str = opt("none", "divide each layer's residual by its RMS (layer_rms) or by the mean of its |W| "
                               "(weight_mean), so residuals compare across layers under a pooled allocation",
                               RESIDUAL_SCALE)
+    paths: bool = opt(False, "connect the kept weights end to end: after the NMF, prune a linearized copy of the "
+                      "net in --paths-rounds rounds to --paths-target, keeping the weights on the most input-output "
+                      "paths (a unit-weight flow, conserved layer by layer, so no layer collapses), the YOPO "
+                      "residual breaking ties among equivalent weights; one family serves every sparsity up to "
+                      "the target (nested)")
+    paths_target: float | None = opt(None, "with --paths: the sparsity the path flow prunes to (default: the "
+                                     "calibration target; a family re-thresholded to lower sparsities gives the "
+                                     "flow's earlier rounds, nested)", check=sparsity_rule)
+    paths_rounds: int = opt(100, "with --paths: pruning rounds of the path flow", low=1, high=120)
+    input_shape: tuple[int, ...] = opt((), "with --paths: one input sample's shape for the flow (default: the data's, "
+                                       "or guessed from the first layer)", low=1)
     fast: bool = opt(False, f"replace MU-200 by {FAST_SOLVER.upper()} for {FAST_PASSES} passes over W (reaches "
                      "MU-200's objective in about half the time; a slightly different factorization: mask "
                      "agreement ~0.98, see docs/performance.md); needs the default nmf_solver and iters")
@@ -108,6 +124,16 @@ class YopoConfig:
     def __post_init__(self):
         validate_fields(self)
         _check_combinations(self)
+
+    @staticmethod
+    def target_option(opts: dict) -> str | None:
+        """The path flow prunes to the calibration target (pipelines fill ``paths_target``)."""
+        return "paths_target" if opts.get("paths") else None
+
+    @staticmethod
+    def uses_input_shape(opts: dict) -> bool:
+        """Only the path flow runs the net on an input (pipelines fill ``input_shape`` then)."""
+        return bool(opts.get("paths"))
 
 
 RENAMED = YopoConfig.RENAMED
@@ -169,7 +195,8 @@ def layer_rank(name: str, o: int, d: int, cfg: YopoConfig) -> int:
         return top - 1
     if cfg.full_rank == "reduce":  # a single row or column: no rank below full but 0
         return 0
-    warnings.warn(f"{name}: rank {want} >= min(out={o}, in={d}) = {top}: the NMF fits |W| exactly, so the residual "
+    bound = "1 (per-channel: one row at a time)" if cfg.per_channel else f"min(out={o}, in={d}) = {top}"
+    warnings.warn(f"{name}: rank {want} >= {bound}: the NMF fits |W| exactly, so the residual "
                   f"is rounding noise, not a saliency (clipped to {top}; full_rank='magnitude' or a smaller rank "
                   f"avoids it)", RankWarning)
     return top
