@@ -24,7 +24,7 @@ def _flags(command: str) -> dict[str, argparse.Action]:
     return {s: a for a in sub.choices[command]._actions for s in a.option_strings}
 
 
-CAL_FLAGS = ["--allocation", "--mode", "--ranking", "--robust", "--min-keep", "--col-keep", "--min-layer-density",
+CAL_FLAGS = ["--allocation", "--mode", "--ranking", "--robust", "--min-keep", "--col-keep", "--class-keep", "--min-layer-density",
              "--calibration-solver", "--exclude"]
 YOPO_FLAGS = ["--rank", "--iters", "--nmf-init", "--loss", "--normalize", "--per-channel", "--nmf-solver",
               "--storage-dtype", "--nmf-threads"]

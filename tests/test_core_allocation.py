@@ -192,7 +192,7 @@ def test_diagnostics_and_collapse_warning():
     with pytest.warns(CollapseWarning, match="forced survivors"):
         mort(scores, 0.8, min_keep=1)
     starved = torch.rand(10, 50) * torch.tensor([1e-3] * 5 + [1.0] * 5)[:, None]  # 5 class rows starve
-    with pytest.warns(CollapseWarning, match=r"last layer has output rows with no weight .*fc.weight \(5 of 10\)"):
+    with pytest.warns(CollapseWarning, match=r"last layer has output rows with no weight: fc.weight \(5 of 10\)"):
         mort({"h.weight": torch.rand(8, 8), "fc.weight": starved}, 0.9, min_keep=0)
     # a hidden layer's empty rows are pruned units (reported, not warned); only the last layer's are classes
     import warnings as w
@@ -201,6 +201,18 @@ def test_diagnostics_and_collapse_warning():
         fc = torch.eye(10) + 0.01 * torch.rand(10, 10)  # every class row keeps its diagonal weight
         cal = mort({"h.weight": starved, "fc.weight": fc}, 0.9, min_keep=0, allocation="uniform")
     assert cal.layers["h.weight"].empty_rows == 5
+
+
+@pytest.mark.parametrize("allocation", ["global", "uniform", "balanced"])
+def test_class_keep_fills_every_class_row_of_the_last_layer_only(allocation):
+    starved = torch.rand(10, 50) * torch.tensor([1e-3] * 5 + [1.0] * 5)[:, None]
+    scores = {"h.weight": starved.clone(), "fc.weight": starved}
+    base = run(scores, 0.9, allocation, "score", min_keep=0)
+    assert base.layers["fc.weight"].empty_rows > 0
+    cal = run(scores, 0.9, allocation, "score", min_keep=0, class_keep=2)
+    assert cal.layers["fc.weight"].empty_rows == 0 and int(cal.masks["fc.weight"].sum(1).min()) >= 2
+    assert cal.layers["h.weight"].empty_rows == base.layers["h.weight"].empty_rows  # hidden rows untouched
+    assert cal.kept == base.kept == n_keep(0.9, 1000)  # inside the same exact budget
 
 
 def test_settings_are_validated_from_their_declaration():

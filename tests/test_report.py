@@ -9,7 +9,7 @@ from yopo.experiment.report import Table, build_report, i3_rows, layer_sparsity_
 from yopo.experiment.sweep import SweepSpec, run_sweep
 
 TABLES = ["table1", "table6", "table2_dti", "table3_budget", "table4_i3", "table8_time", "sanity"]
-FIGURES = ["fig2_acc_vs_sparsity", "fig4_mad_vs_std", "fig8_mask_time", "fig_sanity", "fig1b_layer_sparsity",
+FIGURES = ["fig_training_curves", "fig2_acc_vs_sparsity", "fig4_mad_vs_std", "fig8_mask_time", "fig_sanity", "fig1b_layer_sparsity",
            "fig5_layer_profile", "fig3b_saliency_ranks"]
 
 
@@ -74,6 +74,20 @@ def test_skips_are_explained(tmp_path):
         assert name in made["skipped"]
     assert "table6.md" in made["tables"] and "fig1b_layer_sparsity.png" in made["figures"]
     assert "cross_seed" in (tmp_path / "r" / "README.md").read_text()
+
+
+def test_training_curves_figure_draws_dense_and_every_method(tmp_path):
+    from yopo.experiment.report.figures import fig_training_curves
+
+    def run(label, p, seed, accs):
+        return {"label": label, "sparsity": p, "seed": seed, "mask_seed": seed, "variant": "none", "model": "m",
+                "dataset": "d", "mask_dataset": "d", "curve": [(e + 1, a) for e, a in enumerate(accs)]}
+
+    runs = [run("dense", 0.0, s, [50, 70, 80]) for s in (0, 1)]
+    runs += [run(lab, p, 0, [20, 40, 45]) for lab in ("a", "b") for p in (0.9, 0.98)]
+    made = fig_training_curves(runs, tmp_path, formats=("png",))
+    assert made == ["fig_training_curves.png"] and (tmp_path / made[0]).stat().st_size > 0
+    assert fig_training_curves([dict(r, curve=[]) for r in runs], tmp_path, formats=("png",)) == []
 
 
 def test_layer_profile_local_is_uniform_global_is_not():

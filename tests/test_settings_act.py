@@ -38,11 +38,12 @@ CASES = [
     ("robust", "robust", "std", {"allocation": "layerwise"}, "yopo"),
     ("min_keep", "min_keep", 0, {}, "yopo"),
     ("col_keep", "col_keep", 1, {}, "yopo"),
+    ("class_keep", "class_keep", 3, {"min_keep": 0}, "yopo"),
     ("min_layer_density", "min_layer_density", 0.04, {}, "yopo"),
     ("calibration_solver", "calibration_solver", "bisect", {}, "rreg"),  # see RREG_OPTS
     ("exclude", "exclude", ("classifier*",), {}, "yopo"),
 ]
-BASES = {("yopo", ()), ("yopo", (("allocation", "layerwise"),)), ("rreg", ())}
+BASES = {("yopo", ()), ("yopo", (("allocation", "layerwise"),)), ("yopo", (("min_keep", 0),)), ("rreg", ())}
 RREG_OPTS = {"target_sparsity": 0.9}
 
 
@@ -83,7 +84,7 @@ def families(tmp_path_factory):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for method, base in BASES:
-            path = d / f"{method}{len(base)}.safetensors"
+            path = d / f"{method}-{'-'.join(k for k, _ in base) or 'plain'}.safetensors"
             assert main(["prune", "--model", MODEL, "--sparsity", str(SPARSITY), *_method_flags(method),
                          *_flags(dict(base)), "--out", str(path)]) == 0
             fams[(method, base)] = path
@@ -183,7 +184,7 @@ def test_sweep(families, tmp_path):
         return e
 
     methods = [entry(case, method, {**base, field: value}) for case, field, value, base, method in CASES]
-    methods += [entry(f"default-{m}{len(b)}", m, dict(b)) for m, b in BASES]
+    methods += [entry(f"default-{m}-" + ("-".join(k for k, _ in b) or "plain"), m, dict(b)) for m, b in BASES]
     spec = SweepSpec.from_dict({"name": "act", "out": str(tmp_path), "models": [MODEL], "datasets": ["digits"],
                                 "methods": methods, "sparsities": [SPARSITY], "seeds": [0], "runner": "synthetic"})
     runs = expand(spec)

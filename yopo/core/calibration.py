@@ -76,6 +76,8 @@ class CalibrationSettings:
     robust: str = opt("mad", "threshold statistics of MORT: median/MAD or mean/STD", ROBUST)
     min_keep: int = opt(1, "best entries kept in every output row", low=0)
     col_keep: int = opt(0, "best entries kept in every input column", low=0)
+    class_keep: int = opt(0, "best entries kept in every output row of the last calibrated layer (a classifier's "
+                          "classes; raises min_keep there): no class left without weights", low=0)
     min_layer_density: float = opt(0.0, "every layer keeps at least this fraction of its weights (met inside the "
                                    "total budget)", low=0.0, high=1.0)
     calibration_solver: str = opt("exact", "exact = prefix of a total order (O(n)); bisect = the paper's Alg. 2 "
@@ -319,7 +321,10 @@ def mort(scores: dict[str, torch.Tensor], sparsity, settings: CalibrationSetting
     S2 = {n: to_rows(scores[n].detach(), n in transposed).float() for n in names}
     sizes = [S2[n].numel() for n in names]
     total = sum(sizes)
-    forced = {n: _forced(S2[n], s.min_keep, s.col_keep) for n in names}
+    # class_keep raises min_keep for the last layer only: an empty class row can never be predicted,
+    # while an empty hidden row is a pruned unit (structure-aware masks prune units on purpose)
+    forced = {n: _forced(S2[n], max(s.min_keep, s.class_keep) if n == names[-1] else s.min_keep, s.col_keep)
+              for n in names}
     F_l = [count_true(forced[n]) for n in names]
     F = sum(F_l)
     lows = [max(f, _floor(s.min_layer_density, size)) if s.min_layer_density else f for f, size in zip(F_l, sizes)]
@@ -463,7 +468,7 @@ def _warn_collapse(cal: Calibration, s: CalibrationSettings) -> None:
             emptied.append(n)
         elif r.forced and r.kept == r.forced and r.kept < r.total:
             only_forced.append(f"{n} ({r.kept})")
-        elif s.min_keep == 0 and r.empty_rows and n == last:
+        elif r.empty_rows and n == last:
             empty_rows.append(f"{n} ({r.empty_rows} of {r.rows})")
     msgs = []
     if emptied:
@@ -472,8 +477,8 @@ def _warn_collapse(cal: Calibration, s: CalibrationSettings) -> None:
         msgs.append(f"{len(only_forced)} layer(s) keep only their forced survivors (min_keep/col_keep): "
                     f"{', '.join(only_forced[:4])}{' ...' if len(only_forced) > 4 else ''}")
     if empty_rows:
-        msgs.append(f"the last layer has output rows with no weight (min_keep=0): {empty_rows[0]}; those outputs "
-                    f"(classes) can never be predicted")
+        msgs.append(f"the last layer has output rows with no weight: {empty_rows[0]}; those outputs "
+                    f"(classes) can never be predicted (class_keep=1 keeps one weight in each)")
     if msgs:
         cal.warnings.extend(msgs)
         warnings.warn(f"calibration at sparsity {cal.sparsity:.4f} (allocation={cal.mode}, ranking="

@@ -32,6 +32,7 @@ PRESETS: dict[str, Preset] = {
         "pooled MORT (allocation global = YOPO-G) with median/MAD statistics, score ranking, one survivor "
         "per output row, every layer pruned",
         calibration={"allocation": "global", "ranking": "score", "robust": "mad", "min_keep": 1, "col_keep": 0,
+                     "class_keep": 0,
                      "min_layer_density": 0.0, "exclude": ()},
         yopo={"rank": 7, "iters": 200, "nmf_solver": "mu", "nmf_init": "uniform", "loss": "frobenius",
               "normalize": "none", "per_channel": False, "eps": 1e-8, "storage_dtype": "float32",
@@ -43,11 +44,12 @@ PRESETS: dict[str, Preset] = {
     "recommended": Preset(
         "YOPO with end-to-end connectivity: the paper's NMF residual (rank 7, MU-200), then a 100-round "
         "unit-weight path flow to the target sparsity that keeps the weights on the most input-output paths "
-        "(ties broken by the residual); pooled calibration of the flow's order, no forced survivors (a row "
-        "without paths is a pruned unit, not a collapse), every layer keeps at least 0.2% of its weights (the "
+        "(ties broken by the residual); pooled calibration of the flow's order, no forced survivors in hidden "
+        "rows (a row without paths is a pruned unit, not a collapse) but one per class row of the last layer "
+        "(the flow can starve a class at 98%+), every layer keeps at least 0.2% of its weights (the "
         "flow alone empties ResNet downsampling shortcuts)",
         calibration={"allocation": "global", "ranking": "score", "robust": "mad", "min_keep": 0, "col_keep": 0,
-                     "min_layer_density": 0.002, "exclude": ()},
+                     "class_keep": 1, "min_layer_density": 0.002, "exclude": ()},
         yopo={"rank": 7, "iters": 200, "nmf_solver": "mu", "nmf_init": "uniform", "loss": "frobenius",
               "normalize": "none", "per_channel": False, "eps": 1e-8, "storage_dtype": "float32",
               "rank_fraction": 0.0, "full_rank": "clip", "residual_scale": "none", "fast": False,

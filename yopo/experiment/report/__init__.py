@@ -30,7 +30,7 @@ from pathlib import Path
 from ...core.io import write_text
 from .. import metrics as M
 from .figures import (FIG_FORMATS, fig2_acc_vs_sparsity, fig3b_saliency_ranks, fig4_mad_vs_std, fig8_mask_time,
-                      fig_layer_sparsity, fig_sanity, init_model, layer_sparsity_profile)
+                      fig_layer_sparsity, fig_sanity, fig_training_curves, init_model, layer_sparsity_profile)
 from .tables import (Table, i3_rows, is_base, load_runs, table1, table2_dti, table3_budget, table4_i3, table6,
                      table8_time, table_sanity)
 
@@ -121,7 +121,8 @@ def build_report(db_path, out_dir, *, model: str | None = None, num_classes: int
              "no pair of runs differing only in robust = mad / std (e.g. methods yopo-G and yopo-G-std)"),
             ("fig8_mask_time", lambda: fig8_mask_time(runs, families, out, formats, machine=machine or
                                                       "CPU not recorded in this database"), "no timing data"),
-            ("fig_sanity", lambda: fig_sanity(runs, out, formats), "no sanity variants")]
+            ("fig_sanity", lambda: fig_sanity(runs, out, formats), "no sanity variants"),
+            ("fig_training_curves", lambda: fig_training_curves(runs, out, formats), "no per-epoch test accuracy")]
     if saliency_figures:
         scores, pmodel, nc, mopts, how = _profile_scores(runs, families, model, num_classes, seed, iters, db_path)
         # the profile's sparsities and every sparsity the sweep ran

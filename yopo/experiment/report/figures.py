@@ -104,6 +104,56 @@ def fig2_acc_vs_sparsity(runs, out_dir: Path, formats=FIG_FORMATS) -> list[str]:
     return _save(fig, out_dir, "fig2_acc_vs_sparsity", formats)
 
 
+def fig_training_curves(runs, out_dir: Path, formats=FIG_FORMATS) -> list[str]:
+    """Test accuracy vs epoch, mean over seeds: one row of panels per (model, dataset), one panel
+    per sparsity, the dense curve in every panel (black). Shows whether the dense net and each
+    method have converged before the tables rank them (a flat end of the curve)."""
+    base = [r for r in runs if r["variant"] == "none" and r.get("curve")
+            and (r["sparsity"] == 0.0 or is_base(r))]
+    sps = sorted({r["sparsity"] for r in base if r["sparsity"] > 0})
+    if not base or not sps:
+        return []
+    plt = _plt()
+    blocks = _group(base, ("model", "dataset"))
+    labels = _ordered(r["label"] for r in base if r["sparsity"] > 0)
+    colors = {lab: plt.get_cmap("tab10")(i % 10) for i, lab in enumerate(labels)}
+    fig, axes = plt.subplots(len(blocks), len(sps), figsize=(4.2 * len(sps) + 1.8, 3.4 * len(blocks)),
+                             squeeze=False, layout="constrained", sharey="row")
+
+    def mean_curve(rs):
+        by_epoch = defaultdict(list)
+        for r in rs:
+            for e, a in r["curve"]:
+                by_epoch[e].append(a)
+        es = sorted(by_epoch)
+        return es, [sum(by_epoch[e]) / len(by_epoch[e]) for e in es], len(rs)
+
+    for row, ((model, ds), rs) in zip(axes, blocks.items()):
+        dense = [r for r in rs if r["sparsity"] == 0.0]
+        for ax, p in zip(row, sps):
+            if dense:
+                es, ms, n = mean_curve(dense)
+                ax.plot(es, ms, color="k", lw=1.6, label=f"dense ({n} run{'s' if n != 1 else ''})")
+            for lab in labels:
+                sel = [r for r in rs if r["label"] == lab and r["sparsity"] == p]
+                if sel:
+                    es, ms, n = mean_curve(sel)
+                    ax.plot(es, ms, color=colors[lab], lw=1.0, marker=".", label=lab)
+            ax.set_title(f"{model} / {ds}, {_pct(p)}")
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+        row[0].set_ylabel("test accuracy (%)")
+    handles, names = [], []
+    for ax in axes.flat:  # the union of every panel's entries, once
+        for h, n in zip(*ax.get_legend_handles_labels()):
+            if n not in names:
+                handles.append(h)
+                names.append(n)
+    fig.legend(handles, names, loc="outside right center", fontsize=8)
+    fig.suptitle("Training curves: test accuracy at each evaluated epoch (mean over seeds)")
+    return _save(fig, out_dir, "fig_training_curves", formats)
+
+
 def fig4_mad_vs_std(runs, out_dir: Path, formats=FIG_FORMATS) -> list[str]:
     """Fig. 4: MAD vs STD thresholding of the same method/mode, one point per sparsity."""
     base = [r for r in runs if is_base(r) and r["sparsity"] > 0]

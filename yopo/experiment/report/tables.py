@@ -38,6 +38,8 @@ def load_runs(db_path) -> tuple[list[dict], list[dict], dict]:
             d["params_kept"] = res.get("params_kept")
             d["params"] = res.get("params")
             d["machine"] = res.get("machine")
+            # test accuracy at each evaluated epoch: the training curves (convergence) figure
+            d["curve"] = [(h["epoch"], h["test_acc"]) for h in res.get("history") or () if "test_acc" in h]
             d["train"] = r["settings"].get("train", {})
             runs.append(d)
         return runs, db.families(), db.meta()

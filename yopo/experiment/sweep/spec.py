@@ -36,7 +36,7 @@ METHOD_KEYS = ("label", "method", "preset", "opts", "mode")
 # for the new settings. A new field must be added here with the value that reproduces the old
 # behaviour (calibration: ``allocation`` and ``robust`` are hashed as ``mode`` and ``robust``).
 IDENTITY_BASE = {
-    "calibration": {"ranking": "score", "min_keep": 1, "col_keep": 0, "min_layer_density": 0.0,
+    "calibration": {"ranking": "score", "min_keep": 1, "col_keep": 0, "class_keep": 0, "min_layer_density": 0.0,
                     "calibration_solver": "exact", "exclude": []},
     "yopo": {"rank": 7, "iters": 200, "nmf_init": "uniform", "loss": "frobenius", "normalize": "none",
              "per_channel": False, "per_channel_rank": 1, "eps": 1e-8, "max_batch_elems": 1 << 22,
