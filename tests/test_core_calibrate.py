@@ -1,5 +1,6 @@
 """MORT calibration: exact budgets, nesting (Prop. 2), monotonicity, survival constraints, ties."""
 import math
+from fractions import Fraction
 import warnings
 
 import pytest
@@ -35,6 +36,10 @@ shapes_st = st.lists(
 def test_exact_budget_without_keep_constraints(shapes, s, mode, robust, discrete, seed):
     scores = rand_scores(shapes, seed, discrete)
     n = sum(x.numel() for x in scores.values())
+    if robust == "std" and mode != "layerwise":  # cannot act there: an error, not a silent no-op
+        with pytest.raises(ValueError, match="robust acts with allocation='layerwise' only"):
+            calibrate(scores, s, mode=mode, robust=robust, min_keep=0)
+        return
     masks = calibrate(scores, s, mode=mode, robust=robust, min_keep=0)
     assert kept(masks) == n_keep(s, n)
     assert all(m.dtype == torch.bool and m.shape == scores[k].shape for k, m in masks.items())
@@ -89,8 +94,7 @@ def test_achieved_sparsity_is_monotone_in_alpha():
             prev = sp
 
 
-@pytest.mark.parametrize("mode", ["global", "layerwise"])
-@pytest.mark.parametrize("robust", ["mad", "std"])
+@pytest.mark.parametrize("mode,robust", [("global", "mad"), ("layerwise", "mad"), ("layerwise", "std")])
 def test_bisection_matches_exact_selection_on_continuous_scores(mode, robust):
     scores = rand_scores([(32, 18), (16, 45), (10, 16)], 7)
     for s in (0.3, 0.7, 0.9):
@@ -145,7 +149,8 @@ def webster_bruteforce(total, sizes, lows):
     seats = []
     for l, (n, low) in enumerate(zip(sizes, lows)):
         for k in range(n):
-            key = -math.inf if k < low else (2 * k + 1) / (2 * n)
+            # exact: float keys tie-break (2k+1)/(2n) inconsistently (3/14 vs 15/70 are equal)
+            key = -math.inf if k < low else Fraction(2 * k + 1, 2 * n)
             seats.append((key, l))
     seats.sort()
     alloc = [0] * len(sizes)

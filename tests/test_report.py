@@ -22,7 +22,7 @@ def db(tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep")
     spec = SweepSpec.from_dict({
         "name": "rep", "out": str(out), "models": ["mlp_digits"], "datasets": ["digits", "mnist1d"],
-        "methods": [Y("yopo-G"), Y("yopo-G-std"), "magnitude"], "sparsities": [0.0, 0.5, 0.9],
+        "methods": [Y("yopo-G"), Y("yopo-LW"), Y("yopo-LW-std"), "magnitude"], "sparsities": [0.0, 0.5, 0.9],
         "seeds": [0, 1, 2], "variants": ["none", "invert"], "cross_seed": "all",
         "cross_dataset": True, "cross_methods": ["yopo-G"], "runner": "synthetic"})
     s = run_sweep(spec, log=lambda m: None)

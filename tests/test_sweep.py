@@ -59,7 +59,9 @@ def test_method_shorthands():
     assert g.options == to_mapping(YopoConfig())  # YOPO's options are resolved in full (JSON-ready)
     assert MethodSpec.parse("yopo-L").mode == "local" and MethodSpec.parse("yopo-L").calibration.allocation == "uniform"
     assert MethodSpec.parse("random").mode == "local"
-    assert MethodSpec.parse("yopo-G-std").robust == "std"
+    assert MethodSpec.parse("yopo-LW-std").robust == "std"
+    with pytest.raises(ValueError, match="robust='std' cannot change the mask under allocation='global'"):
+        MethodSpec.parse("yopo-G-std")  # pooled MORT keeps the top of S whatever the statistics
     m = MethodSpec.parse({"label": "yopo-r4", "method": "yopo", "opts": {"rank": 4}})
     assert m.options["rank"] == 4 and m.mode == "global"
     assert m.identity()["opts"] == {"rank": 4}  # hashed as its difference from the base: old ids stay

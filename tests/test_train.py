@@ -1,5 +1,6 @@
 """End-to-end masked training: learns, resumes bit-identically, keeps pruned weights at zero, fails
 clearly on bad inputs."""
+import dataclasses
 import json
 
 import pytest
@@ -136,6 +137,20 @@ def test_resume_with_other_settings_is_refused(tmp_path):
     run(cfg, method="magnitude", sparsity=0.5, out_dir=tmp_path, progress=False)
     with pytest.raises(ValueError, match=r"holds a run with method='magnitude', sparsity=0.5"):
         run(cfg, method="magnitude", sparsity=0.9, out_dir=tmp_path, resume=True, progress=False)
+
+
+def test_resume_of_a_run_written_before_a_calibration_field_existed(tmp_path):
+    """A run folder whose config.json lacks a calibration field added later (class_keep) resumes:
+    the missing field reads as its default, which reproduces the old behaviour."""
+    from yopo.experiment.train import TrainConfig, run
+
+    cfg = TrainConfig(model="mlp_digits", dataset="digits", epochs=2, progress=False, device="cpu")
+    run(dataclasses.replace(cfg, epochs=1), method="magnitude", sparsity=0.5, out_dir=tmp_path, progress=False)
+    conf = json.loads((tmp_path / "config.json").read_text())
+    del conf["calibration"]["class_keep"]
+    (tmp_path / "config.json").write_text(json.dumps(conf))
+    res = run(cfg, method="magnitude", sparsity=0.5, out_dir=tmp_path, resume=True, progress=False)
+    assert res["epoch"] == 2
 
 
 def test_reported_sparsity_is_over_the_calibrated_layers(tmp_path):

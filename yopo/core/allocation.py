@@ -122,7 +122,31 @@ def divisor_counts(total: int, weights: Sequence[int], caps: Sequence[int], lows
                 worst = i
         alloc[worst] -= 1
         cur -= 1
-    return alloc
+    # the float guess can land on the right count with a tied seat on the wrong side (keys 3/14 and
+    # 15/70 are equal; the tie belongs to the earlier layer): swap until the kept seats are exactly
+    # the first ``total`` of the order (key, layer index)
+    while True:
+        worst = None  # the kept non-low seat last in the order
+        for i in range(n):
+            if alloc[i] > lows[i] and (worst is None or not _key_less(alloc[i] - 1, weights[i], alloc[worst] - 1,
+                                                                       weights[worst])):
+                worst = i
+        best = None  # the free seat first in the order
+        for i in range(n):
+            k = alloc[i]
+            if k >= caps[i] or (weights[i] == 0 and k >= lows[i]):
+                continue
+            if best is None or _key_less(k, weights[i], alloc[best], weights[best]):
+                best = i
+        if worst is None or best is None or best == worst:
+            return alloc
+        kb, kw = alloc[best], alloc[worst] - 1
+        first = _key_less(kb, weights[best], kw, weights[worst]) or (
+            not _key_less(kw, weights[worst], kb, weights[best]) and best < worst)
+        if not first:
+            return alloc
+        alloc[best] += 1
+        alloc[worst] -= 1
 
 
 def _divisor_guess(total: int, weights, caps, lows) -> list[int]:

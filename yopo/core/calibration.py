@@ -87,6 +87,15 @@ class CalibrationSettings:
 
     def __post_init__(self):
         validate_fields(self)
+        if self.robust != "mad" and (not isinstance(self.allocation, str)
+                                     or alloc.canonical(self.allocation) != "layerwise"):
+            # a setting that cannot act is an error: under a pooled threshold loc + alpha * scale the
+            # kept set is the top of S for any loc and scale, and the other allocations fix each
+            # layer's count before ranking by S; only per-layer z-scores (layerwise) feel loc/scale
+            shown = self.allocation if isinstance(self.allocation, str) else "a dict of per-layer sparsities"
+            raise ValueError(f"robust={self.robust!r} cannot change the mask under allocation={shown!r} (the kept "
+                             f"set is the top of the scores whatever the location/scale statistics; only the "
+                             f"reported alpha changes); robust acts with allocation='layerwise' only")
         if self.calibration_solver == "bisect":
             a = alloc.canonical(self.allocation) if isinstance(self.allocation, str) else "dict"
             if a not in ("global", "layerwise", "uniform") or self.ranking != "score" or self.min_layer_density:

@@ -118,7 +118,7 @@ def build_report(db_path, out_dir, *, model: str | None = None, num_classes: int
             md += [t.markdown(), f"(LaTeX: `{t.name}.tex`)", ""]
     figs = [("fig2_acc_vs_sparsity", lambda: fig2_acc_vs_sparsity(runs, out, formats), "no pruned runs"),
             ("fig4_mad_vs_std", lambda: fig4_mad_vs_std(runs, out, formats),
-             "no pair of runs differing only in robust = mad / std (e.g. methods yopo-G and yopo-G-std)"),
+             "no pair of runs differing only in robust = mad / std (e.g. methods yopo-LW and yopo-LW-std)"),
             ("fig8_mask_time", lambda: fig8_mask_time(runs, families, out, formats, machine=machine or
                                                       "CPU not recorded in this database"), "no timing data"),
             ("fig_sanity", lambda: fig_sanity(runs, out, formats), "no sanity variants"),

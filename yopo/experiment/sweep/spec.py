@@ -26,7 +26,8 @@ NON_IDENTITY = frozenset({"device", "data_root", "progress", "num_workers", "log
                           "threads", "channels_last"})
 CROSS_SEED = ("none", "next", "all")
 #: label -> (method, allocation); a suffix -std / -mad sets ``robust``
-SHORTHANDS = {"yopo-G": ("yopo", "global"), "yopo-L": ("yopo", "uniform"), "random": ("random", "uniform")}
+SHORTHANDS = {"yopo-G": ("yopo", "global"), "yopo-L": ("yopo", "uniform"), "yopo-LW": ("yopo", "layerwise"),
+              "random": ("random", "uniform")}
 #: the keys of a method entry besides the CalibrationSettings fields
 METHOD_KEYS = ("label", "method", "preset", "opts", "mode")
 

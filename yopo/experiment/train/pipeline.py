@@ -237,7 +237,10 @@ def run(cfg: TrainConfig, *, method: str | None = "yopo", sparsity: float = 0.9,
             was = (prev.get("method"), prev.get("sparsity"))
             now = (method if masks is None else prev.get("method"), sparsity)
             if recorded is not None and "calibration" in prev:  # the settings it calibrates (or was calibrated) with
-                was, now = was + (prev["calibration"],), now + (recorded.to_dict(),)
+                # a field added since the checkpoint was written reads as its default (which
+                # reproduces the old behaviour), so adding a setting never strands a resumable run
+                was = was + ({**CalibrationSettings().to_dict(), **prev["calibration"]},)
+                now = now + (recorded.to_dict(),)
             elif recorded is not None and prev.get("mode") is not None:  # written before CalibrationSettings
                 was, now = was + (canonical(prev["mode"]),), now + (canonical(recorded.allocation),)
             if was != now:
