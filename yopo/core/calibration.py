@@ -19,8 +19,8 @@ Survival constraints: the ``min_keep`` best entries of every output row (and ``c
 input column) are kept at every sparsity and count toward the budget; ``min_layer_density`` is a
 per-layer floor met inside the budget. The result (:class:`Calibration`) carries per-layer
 diagnostics (density, empty rows / input columns, forced survivors) and warns when a layer is
-emptied, keeps only its forced survivors, or when the last layer has empty output rows with
-``min_keep=0``; kept weights stranded off every input-output path are warned about by
+emptied, keeps only its forced survivors, or when the last layer has empty output rows (a class
+that can never be predicted; ``class_keep`` forces survivors there); kept weights stranded off every input-output path are warned about by
 :func:`yopo.core.connectivity.add_connectivity`.
 """
 from __future__ import annotations
@@ -464,7 +464,7 @@ def _report(mask: torch.Tensor, forced: int, excluded: bool) -> LayerReport:
 def _warn_collapse(cal: Calibration, s: CalibrationSettings) -> None:
     """Warn (CollapseWarning) about layers that cannot work: emptied layers, layers left with only
     their forced survivors, and empty *output* rows of the last layer (classes that can never be
-    predicted) when ``min_keep=0``. Hidden rows without weights are pruned units, not a collapse
+    predicted; ``class_keep=1`` prevents them). Hidden rows without weights are pruned units, not a collapse
     (structure-aware masks keep few units on purpose); the harm they can do, kept weights stranded
     off every input-output path, is measured and warned about by
     :func:`yopo.core.connectivity.add_connectivity` (effective sparsity)."""
