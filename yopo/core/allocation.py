@@ -101,43 +101,20 @@ def divisor_counts(total: int, weights: Sequence[int], caps: Sequence[int], lows
     alloc = _divisor_guess(total, weights, caps, lows)
     cur = sum(alloc)
     while cur < total:  # add the seat with the smallest key; ties to the lowest layer index
-        best = None
-        for i in range(n):
-            k = alloc[i]
-            if k >= caps[i] or (weights[i] == 0 and k >= lows[i]):
-                continue
-            if best is None or _key_less(k, weights[i], alloc[best], weights[best]):
-                best = i
+        best = _first_free(alloc, weights, caps, lows)
         if best is None:  # only zero-weight layers have room: give seats in layer order
             best = next(i for i in range(n) if alloc[i] < caps[i])
         alloc[best] += 1
         cur += 1
     while cur > total:  # drop the non-low seat with the largest key; ties to the highest index
-        worst = None
-        for i in range(n):
-            k = alloc[i]
-            if k <= lows[i]:
-                continue
-            if worst is None or not _key_less(k - 1, weights[i], alloc[worst] - 1, weights[worst]):
-                worst = i
+        worst = _last_kept(alloc, weights, lows)
         alloc[worst] -= 1
         cur -= 1
     # the float guess can land on the right count with a tied seat on the wrong side (keys 3/14 and
     # 15/70 are equal; the tie belongs to the earlier layer): swap until the kept seats are exactly
     # the first ``total`` of the order (key, layer index)
     while True:
-        worst = None  # the kept non-low seat last in the order
-        for i in range(n):
-            if alloc[i] > lows[i] and (worst is None or not _key_less(alloc[i] - 1, weights[i], alloc[worst] - 1,
-                                                                       weights[worst])):
-                worst = i
-        best = None  # the free seat first in the order
-        for i in range(n):
-            k = alloc[i]
-            if k >= caps[i] or (weights[i] == 0 and k >= lows[i]):
-                continue
-            if best is None or _key_less(k, weights[i], alloc[best], weights[best]):
-                best = i
+        worst, best = _last_kept(alloc, weights, lows), _first_free(alloc, weights, caps, lows)
         if worst is None or best is None or best == worst:
             return alloc
         kb, kw = alloc[best], alloc[worst] - 1
@@ -147,6 +124,28 @@ def divisor_counts(total: int, weights: Sequence[int], caps: Sequence[int], lows
             return alloc
         alloc[best] += 1
         alloc[worst] -= 1
+
+
+def _first_free(alloc, weights, caps, lows) -> int | None:
+    """The layer whose next free seat comes first in the order (ties to the lowest index), or None
+    when no layer has room (a layer of weight 0 has room only below its low seats)."""
+    best = None
+    for i, k in enumerate(alloc):
+        if k >= caps[i] or (weights[i] == 0 and k >= lows[i]):
+            continue
+        if best is None or _key_less(k, weights[i], alloc[best], weights[best]):
+            best = i
+    return best
+
+
+def _last_kept(alloc, weights, lows) -> int | None:
+    """The layer whose last kept non-low seat comes last in the order (ties to the highest index),
+    or None when every layer holds only its low seats."""
+    worst = None
+    for i, k in enumerate(alloc):
+        if k > lows[i] and (worst is None or not _key_less(k - 1, weights[i], alloc[worst] - 1, weights[worst])):
+            worst = i
+    return worst
 
 
 def _divisor_guess(total: int, weights, caps, lows) -> list[int]:

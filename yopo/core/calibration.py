@@ -41,7 +41,7 @@ from .layers import from_rows, to_rows
 from .ranking import RANKINGS, select
 from .selection import (count_true, keep_best_along, n_keep, robust_stats, safe_scale, threshold_stats,
                         topk_mask, topk_mask_cut)
-from .validate import check_sparsity
+from .validate import check_sparsity, name_list
 
 ROBUST = ("mad", "std")
 SOLVERS = ("exact", "bisect")
@@ -481,10 +481,10 @@ def _warn_collapse(cal: Calibration, s: CalibrationSettings) -> None:
             empty_rows.append(f"{n} ({r.empty_rows} of {r.rows})")
     msgs = []
     if emptied:
-        msgs.append(f"{len(emptied)} layer(s) emptied: {', '.join(emptied[:4])}{' ...' if len(emptied) > 4 else ''}")
+        msgs.append(f"{len(emptied)} layer(s) emptied: {name_list(emptied)}")
     if only_forced:
         msgs.append(f"{len(only_forced)} layer(s) keep only their forced survivors (min_keep/col_keep): "
-                    f"{', '.join(only_forced[:4])}{' ...' if len(only_forced) > 4 else ''}")
+                    f"{name_list(only_forced)}")
     if empty_rows:
         msgs.append(f"the last layer has output rows with no weight: {empty_rows[0]}; those outputs "
                     f"(classes) can never be predicted (class_keep=1 keeps one weight in each)")

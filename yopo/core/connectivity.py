@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from .layers import PRUNABLE_TYPES, get_weight
+from .validate import name_list
 
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm, nn.LocalResponseNorm)
 _MAXPOOL = {nn.MaxPool1d: nn.AvgPool1d, nn.MaxPool2d: nn.AvgPool2d, nn.MaxPool3d: nn.AvgPool3d,
@@ -109,7 +110,7 @@ def add_connectivity(cal, model: nn.Module, input_shape: tuple[int, ...] | None 
     msgs = []
     if dead:
         msgs.append(f"{len(dead)} layer(s) keep weights but none on an input-output path: "
-                    f"{', '.join(dead[:4])}{' ...' if len(dead) > 4 else ''}")
+                    f"{name_list(dead)}")
     if stranded:
         msgs.append(f"{stranded} of {cal.kept} kept weights lie on no input-output path (effective sparsity "
                     f"{cal.effective_sparsity:.4f} vs {cal.sparsity:.4f})")

@@ -38,7 +38,7 @@ import torch
 
 from .calibration import n_keep
 from .layers import flat
-from .validate import check_choice, check_int, check_sparsity
+from .validate import check_choice, check_int, check_sparsity, name_list
 
 AGGREGATES = ("l1", "l2", "max", "relative")
 ALLOCATIONS = ("global", "uniform")
@@ -259,7 +259,7 @@ def plan_channels(scores: dict[str, torch.Tensor], sparsity: float, *, groups: l
         # a layer cut to its floor is usually a sign of incomparable scores across layers (e.g.
         # a YOPO layer whose fan-in is at most the NMF rank is fit exactly: residual ~ 0)
         warnings.warn(f"channel plan keeps only {min_channels} channel(s) of {len(starved)} layer group(s) "
-                      f"({', '.join(starved[:3])}{' ...' if len(starved) > 3 else ''}) with allocation="
+                      f"({name_list(starved, 3)}) with allocation="
                       f"{allocation!r}; consider allocation='uniform'")
     if plan.kept != want:
         warnings.warn(f"channel budget {want} of {total} is not reachable with these coupled groups; kept {plan.kept} "

@@ -7,6 +7,12 @@ import numbers
 from collections.abc import Iterable
 
 
+def name_list(names, k: int = 4) -> str:
+    """The first ``k`` names joined by commas, `` ...`` when there are more (warning texts)."""
+    names = list(names)
+    return ", ".join(names[:k]) + (" ..." if len(names) > k else "")
+
+
 def check_choice(name: str, value, allowed: Iterable) -> None:
     allowed = list(allowed)
     if value not in allowed:

@@ -44,6 +44,18 @@ def _save(fig, out_dir: Path, name: str, formats=FIG_FORMATS) -> list[str]:
     return paths
 
 
+def _legend_union(fig, axes) -> None:
+    """One legend right of the figure: the union of the panels' entries, once each, in the order
+    first met over ``axes``."""
+    handles, names = [], []
+    for ax in axes:
+        for h, n in zip(*ax.get_legend_handles_labels()):
+            if n not in names:
+                handles.append(h)
+                names.append(n)
+    fig.legend(handles, names, loc="outside right center", fontsize=8)
+
+
 def _density_axis(ax, sparsities) -> None:
     """x = -log10(1 - p): equal steps per decade of kept weights (90% -> 99% as far as 0% -> 90%),
     which keeps high sparsities apart; one tick per sparsity of the sweep."""
@@ -93,13 +105,7 @@ def fig2_acc_vs_sparsity(runs, out_dir: Path, formats=FIG_FORMATS) -> list[str]:
         ax.set_title(f"{model} / {ds} ({seeds} seed{'s' if seeds != 1 else ''})")
         ax.set_ylabel("top-1 accuracy (%)")
         ax.grid(alpha=0.3)
-    handles, names = axes[0][-1].get_legend_handles_labels()
-    for ax in axes[0][:-1]:  # the union of every panel's entries, once
-        for h, n in zip(*ax.get_legend_handles_labels()):
-            if n not in names:
-                handles.append(h)
-                names.append(n)
-    fig.legend(handles, names, loc="outside right center", fontsize=8)
+    _legend_union(fig, [axes[0][-1], *axes[0][:-1]])
     fig.suptitle("Accuracy vs sparsity (mean ± std over seeds)")
     return _save(fig, out_dir, "fig2_acc_vs_sparsity", formats)
 
@@ -143,13 +149,7 @@ def fig_training_curves(runs, out_dir: Path, formats=FIG_FORMATS) -> list[str]:
             ax.set_xlabel("epoch")
             ax.grid(alpha=0.3)
         row[0].set_ylabel("test accuracy (%)")
-    handles, names = [], []
-    for ax in axes.flat:  # the union of every panel's entries, once
-        for h, n in zip(*ax.get_legend_handles_labels()):
-            if n not in names:
-                handles.append(h)
-                names.append(n)
-    fig.legend(handles, names, loc="outside right center", fontsize=8)
+    _legend_union(fig, axes.flat)
     fig.suptitle("Training curves: test accuracy at each evaluated epoch (mean over seeds)")
     return _save(fig, out_dir, "fig_training_curves", formats)
 
