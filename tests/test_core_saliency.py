@@ -219,7 +219,7 @@ def test_bad_models_and_methods(tiny):
 
 
 def test_paths_on_a_token_model_is_a_clear_error():
-    # the path flow feeds one all-ones float tensor; a network that embeds token ids cannot take it
+    # the path structure feeds a float tensor; a network that embeds token ids cannot take it
     class TokenNet(nn.Module):
         def __init__(self):
             super().__init__()
@@ -228,5 +228,5 @@ def test_paths_on_a_token_model_is_a_clear_error():
         def forward(self, ids):
             return self.fc(self.emb(ids))
 
-    with pytest.raises(ValueError, match=r"paths=True runs TokenNet on one all-ones float input .* paths=False"):
+    with pytest.raises(ValueError, match=r"paths=True runs TokenNet on a float input .* paths=False"):
         yopo.score(TokenNet(), "yopo", paths=True, paths_target=0.9, input_shape=(8,))

@@ -118,3 +118,44 @@ def add_connectivity(cal, model: nn.Module, input_shape: tuple[int, ...] | None 
         cal.warnings.extend(msgs)
         warnings.warn("; ".join(msgs), CollapseWarning, stacklevel=2)
     return cal
+
+
+def scale_invariant(model: nn.Module, names, input_shape: tuple[int, ...] | None = None, *,
+                    batch: int = 4, seed: int = 0, rtol: float = 1e-4) -> set[str]:
+    """The prunable weights among ``names`` whose scale does not change the network's function:
+    doubling the weight leaves the outputs of a float64 copy of ``model`` unchanged on a seeded
+    N(0, 1) batch of shape ``(batch, *input_shape)``, with normalization layers using batch
+    statistics (BatchNorm in training mode; dropout off). The model is not changed.
+
+    Why: a layer followed by a normalization (conv -> BatchNorm, as in ResNets and VGG-BN) trains
+    the same whatever its fan-in does to its output scale, so a sparse mask may spread its budget
+    thinly over every unit; without one, a unit's signal shrinks with its kept fan-in and a mask
+    should rather keep fewer units, each with many inputs (the YOPO path structure's ``auto``).
+    Testing the function, not the module types, covers any arrangement (post- or pre-activation
+    blocks, GroupNorm, a residual sum normalized later is *not* invariant: the branch scale changes
+    the mix)."""
+    net = copy.deepcopy(model).double().eval()
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.train()  # batch statistics: the normalization a layer meets while it trains
+    shape = tuple(input_shape) if input_shape else input_shape_of(model)
+    device = next(net.parameters()).device
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn((batch,) + shape, generator=gen, dtype=torch.float64).to(device)
+
+    def run():
+        out = net(x)
+        return out if isinstance(out, torch.Tensor) else out[0]
+
+    found = set()
+    with torch.no_grad():
+        ref = run()
+        tol = rtol * float(ref.abs().max().clamp_min(1e-30))
+        for n in names:
+            w = get_weight(net, n)
+            keep = w.detach().clone()
+            w.mul_(2.0)
+            if torch.allclose(run(), ref, rtol=rtol, atol=tol):
+                found.add(n)
+            w.copy_(keep)
+    return found

@@ -45,7 +45,8 @@ IDENTITY_BASE = {
              # added later: the values that reproduce the engine the first ids were computed with
              # (the fused kernel agrees with it on >= 0.9999 of mask entries, docs/performance.md)
              "kernel": "auto", "fast": False, "rank_fraction": 0.0, "full_rank": "clip", "residual_scale": "none",
-             "paths": False, "paths_target": None, "paths_rounds": 100, "input_shape": []},
+             "paths": False, "paths_target": None, "paths_rounds": 100, "input_shape": [],
+             "paths_structure": "flow"},
 }
 
 

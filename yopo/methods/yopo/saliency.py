@@ -21,6 +21,7 @@ from .nmf import INITS, LOSSES, SOLVERS, get_update, init_factors
 NORMALIZE = ("none", "median")
 FULL_RANK = ("clip", "magnitude", "reduce")
 RESIDUAL_SCALE = ("none", "layer_rms", "weight_mean")
+PATHS_STRUCTURES = ("flow", "spread", "auto")
 
 
 class RankWarning(UserWarning):
@@ -50,10 +51,14 @@ FAST_PASSES = 20
 def _check_combinations(cfg: "YopoConfig") -> None:
     """The cross-field rules (single-field rules are declared on the fields)."""
     if not cfg.paths:
-        idle = [f"{k}={getattr(cfg, k)!r}" for k, v in (("paths_target", None), ("paths_rounds", 100), ("input_shape", ()))
+        idle = [f"{k}={getattr(cfg, k)!r}" for k, v in (("paths_target", None), ("paths_rounds", 100),
+                                                          ("input_shape", ()), ("paths_structure", "flow"))
                 if getattr(cfg, k) != v]
         if idle:
             raise ValueError(f"{', '.join(idle)} act only with paths=True (--paths)")
+    elif cfg.paths_structure == "spread" and cfg.paths_rounds != 100:
+        raise ValueError(f"paths_rounds={cfg.paths_rounds!r} acts only on the path flow; paths_structure='spread' "
+                         f"runs no rounds (use paths_structure='flow' or 'auto')")
     if cfg.nmf_solver != "mu" and cfg.loss != "frobenius":
         raise ValueError(f"nmf_solver={cfg.nmf_solver!r} supports loss='frobenius' only; got loss={cfg.loss!r}")
     if cfg.fast and (cfg.nmf_solver != "mu" or cfg.iters != 200):
@@ -115,6 +120,12 @@ class YopoConfig:
                                      "calibration target; a family re-thresholded to lower sparsities gives the "
                                      "flow's earlier rounds, nested)", check=sparsity_rule)
     paths_rounds: int = opt(100, "with --paths: pruning rounds of the path flow", low=1, high=120)
+    paths_structure: str = opt("flow", "with --paths: flow = the path flow (the budget concentrates on few units, "
+                               "each connected end to end with many inputs); spread = every unit keeps inputs "
+                               "(Erdos-Renyi-Kernel layer densities, each output row its equal share, ranked by "
+                               "the residual); auto = spread if every layer but the last is followed by a "
+                               "normalization (its weight scale does not change the function: fan-in cannot "
+                               "starve a unit's signal), else flow", PATHS_STRUCTURES)
     input_shape: tuple[int, ...] = opt((), "with --paths: one input sample's shape for the flow (default: the data's, "
                                        "or guessed from the first layer)", low=1)
     fast: bool = opt(False, f"replace MU-200 by {FAST_SOLVER.upper()} for {FAST_PASSES} passes over W (reaches "

@@ -1,0 +1,87 @@
+"""The path structure's choice (YopoConfig.paths_structure): flow, spread, and auto, which spreads
+only when every hidden layer's weight scale leaves the function unchanged (a normalization
+follows it)."""
+import pytest
+import torch
+from torch import nn
+
+import yopo
+from yopo.core.calibration import CalibrationSettings, mort
+from yopo.core.connectivity import effective_masks, scale_invariant
+
+
+class Net(nn.Module):
+    """conv -> [BN] -> relu -> conv -> [BN] -> relu -> pool -> fc; ``norm`` chooses the BNs."""
+
+    def __init__(self, norm: bool, width: int = 12):
+        super().__init__()
+        self.c1, self.c2 = nn.Conv2d(3, width, 3, padding=1, bias=False), nn.Conv2d(width, 2 * width, 3, padding=1,
+                                                                                       bias=False)
+        self.n1 = nn.BatchNorm2d(width) if norm else nn.Identity()
+        self.n2 = nn.BatchNorm2d(2 * width) if norm else nn.Identity()
+        self.fc = nn.Linear(2 * width * 16, 10)
+
+    def forward(self, x):
+        x = torch.relu(self.n1(self.c1(x)))
+        x = torch.relu(self.n2(self.c2(x)))
+        return self.fc(nn.functional.avg_pool2d(x, 2).flatten(1))
+
+
+SHAPE = (3, 8, 8)
+HIDDEN = ["c1.weight", "c2.weight"]
+
+
+def _scores(model, **kw):
+    torch.manual_seed(0)
+    return yopo.score(model, "yopo", seed=0, rank=3, iters=30, **kw)
+
+
+def test_scale_invariance_finds_the_normalized_layers_and_leaves_the_model_alone():
+    torch.manual_seed(0)
+    bn = Net(norm=True)
+    bn.train(False)
+    before = {k: v.clone() for k, v in bn.state_dict().items()}
+    assert scale_invariant(bn, HIDDEN + ["fc.weight"], SHAPE) == set(HIDDEN)  # the classifier is not normalized
+    assert scale_invariant(Net(norm=False), HIDDEN + ["fc.weight"], SHAPE) == set()
+    assert not bn.training and all(torch.equal(before[k], v) for k, v in bn.state_dict().items())
+
+
+def test_auto_is_the_flow_without_normalization():
+    torch.manual_seed(0)
+    m = Net(norm=False)
+    auto = _scores(m, paths=True, paths_target=0.9, input_shape=SHAPE, paths_structure="auto")
+    flow = _scores(m, paths=True, paths_target=0.9, input_shape=SHAPE, paths_structure="flow")
+    assert all(torch.equal(auto[n], flow[n]) for n in flow)
+
+
+@pytest.mark.parametrize("sparsity", [0.9, 0.97])
+def test_auto_spreads_with_normalization_exactly_and_keeps_every_unit(sparsity):
+    torch.manual_seed(0)
+    m = Net(norm=True)
+    auto = _scores(m, paths=True, paths_target=sparsity, input_shape=SHAPE, paths_structure="auto")
+    cal = mort(auto, sparsity, CalibrationSettings(min_keep=0, class_keep=1, min_layer_density=0.002))
+    plain = _scores(m)
+    erk_rows = mort(plain, sparsity, CalibrationSettings(allocation="erk", ranking="rows", min_keep=0)).masks
+    assert all(torch.equal(cal.masks[n], erk_rows[n]) for n in erk_rows)  # the spread mask, through the pooled top
+    total = sum(v.numel() for v in cal.masks.values())
+    assert sum(int(v.sum()) for v in cal.masks.values()) == round((1 - sparsity) * total)
+    flow = mort(_scores(m, paths=True, paths_target=sparsity, input_shape=SHAPE, paths_structure="flow"), sparsity,
+                CalibrationSettings(min_keep=0, class_keep=1, min_layer_density=0.002)).masks
+
+    def alive(masks):  # hidden units with an input weight on an input-output path
+        eff = effective_masks(m, masks, SHAPE)
+        return sum(int((eff[n].flatten(1).sum(1) > 0).sum()) for n in HIDDEN)
+
+    assert alive(cal.masks) > alive(flow)  # spread keeps more units than the flow's concentration
+    assert any(not torch.equal(flow[n], cal.masks[n]) for n in flow)
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(paths_structure="spread"), r"paths_structure='spread' act only with paths=True"),
+    (dict(paths=True, paths_structure="spread", paths_rounds=50), r"paths_rounds=50 acts only on the path flow"),
+    (dict(paths=True, paths_structure="wide"), r"paths_structure='wide'.*flow.*spread.*auto"),
+])
+def test_structure_settings_that_cannot_act_are_errors(kw, match):
+    with pytest.raises(ValueError, match=match):
+        yopo.score(Net(norm=True), "yopo", paths_target=0.9, **kw) if kw.get("paths") else \
+            yopo.score(Net(norm=True), "yopo", **kw)
