@@ -121,9 +121,10 @@ def add_connectivity(cal, model: nn.Module, input_shape: tuple[int, ...] | None 
 
 
 def scale_invariant(model: nn.Module, names, input_shape: tuple[int, ...] | None = None, *,
-                    batch: int = 4, seed: int = 0, rtol: float = 1e-4) -> set[str]:
+                    batch: int = 4, seed: int = 0, rtol: float = 1e-3) -> set[str]:
     """The prunable weights among ``names`` whose scale does not change the network's function:
-    doubling the weight leaves the outputs of a float64 copy of ``model`` unchanged on a seeded
+    doubling the weight leaves the outputs of a float32 copy of ``model`` unchanged (to ``rtol`` of
+    the largest output; a layer that is not normalized changes them by tens of percent) on a seeded
     N(0, 1) batch of shape ``(batch, *input_shape)``, with normalization layers using batch
     statistics (BatchNorm in training mode; dropout off). The model is not changed.
 
@@ -134,14 +135,14 @@ def scale_invariant(model: nn.Module, names, input_shape: tuple[int, ...] | None
     Testing the function, not the module types, covers any arrangement (post- or pre-activation
     blocks, GroupNorm, a residual sum normalized later is *not* invariant: the branch scale changes
     the mix)."""
-    net = copy.deepcopy(model).double().eval()
+    net = copy.deepcopy(model).float().eval()
     for m in net.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.train()  # batch statistics: the normalization a layer meets while it trains
     shape = tuple(input_shape) if input_shape else input_shape_of(model)
     device = next(net.parameters()).device
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn((batch,) + shape, generator=gen, dtype=torch.float64).to(device)
+    x = torch.randn((batch,) + shape, generator=gen).to(device)
 
     def run():
         out = net(x)
