@@ -85,3 +85,11 @@ def test_structure_settings_that_cannot_act_are_errors(kw, match):
     with pytest.raises(ValueError, match=match):
         yopo.score(Net(norm=True), "yopo", paths_target=0.9, **kw) if kw.get("paths") else \
             yopo.score(Net(norm=True), "yopo", **kw)
+
+
+def test_rounds_under_auto_are_an_error_only_where_auto_spreads():
+    kw = dict(paths=True, paths_target=0.9, input_shape=SHAPE, paths_structure="auto", paths_rounds=20,
+              rank=3, iters=10)
+    with pytest.raises(ValueError, match=r"paths_rounds=20 cannot act: paths_structure='auto' chose spread for Net"):
+        yopo.score(Net(norm=True), "yopo", **kw)
+    yopo.score(Net(norm=False), "yopo", **kw)  # the flow runs the 20 rounds

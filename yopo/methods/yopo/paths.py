@@ -55,17 +55,27 @@ def path_flow(model, ctx, scores: dict[str, torch.Tensor], cfg) -> dict[str, tor
         raise ValueError("paths=True needs paths_target: the sparsity the path flow prunes to (prune, train and "
                          "sweep fill in the calibration target)")
     shape = tuple(cfg.input_shape) if cfg.input_shape else input_shape_of(model)
+    structure = cfg.paths_structure
+    if structure == "auto":
+        hidden = [l.name for l in ctx.layers[:-1]]
+        invariant = _on_the_net(model, shape, lambda: scale_invariant(model, hidden, shape))
+        structure = "spread" if hidden and invariant == set(hidden) else "flow"
+        get_logger("paths").info("paths_structure=auto: %s (%s)", structure,
+                                 "every hidden layer is followed by a normalization" if structure == "spread"
+                                 else "some hidden layer is not followed by a normalization")
+        if structure == "spread" and cfg.paths_rounds != 100:
+            raise ValueError(f"paths_rounds={cfg.paths_rounds!r} cannot act: paths_structure='auto' chose spread for "
+                             f"{type(model).__name__} (every hidden layer is followed by a normalization), which runs "
+                             f"no rounds; set paths_structure='flow' to run the flow")
+    if structure == "spread":
+        return spread(scores, cfg.paths_target)
+    return _on_the_net(model, shape, lambda: _flow(model, ctx, scores, cfg, shape))
+
+
+def _on_the_net(model, shape, fn):
+    """``fn()``, which runs ``model`` on a float input; its failure becomes one clear error."""
     try:
-        structure = cfg.paths_structure
-        if structure == "auto":
-            hidden = [l.name for l in ctx.layers[:-1]]
-            structure = "spread" if hidden and scale_invariant(model, hidden, shape) == set(hidden) else "flow"
-            get_logger("paths").info("paths_structure=auto: %s (%s)", structure,
-                                     "every hidden layer is followed by a normalization" if structure == "spread"
-                                     else "some hidden layer is not followed by a normalization")
-        if structure == "spread":
-            return spread(scores, cfg.paths_target)
-        return _flow(model, ctx, scores, cfg, shape)
+        return fn()
     except (RuntimeError, ValueError, TypeError, IndexError) as e:  # the net does not take a float tensor
         first = (str(e).splitlines() or [type(e).__name__])[0]
         raise ValueError(f"paths=True runs {type(model).__name__} on a float input of shape "
