@@ -27,6 +27,24 @@ class Net(nn.Module):
         return self.fc(nn.functional.avg_pool2d(x, 2).flatten(1))
 
 
+class PreAct(nn.Module):
+    """A pre-activation residual block (BN -> relu -> conv, twice, plus the identity) and a
+    normalized head: the convs' outputs are not normalized directly, the residual sum is."""
+
+    def __init__(self, width: int = 8):
+        super().__init__()
+        self.stem = nn.Conv2d(3, width, 3, padding=1, bias=False)
+        self.bn1, self.bn2, self.bn3 = nn.BatchNorm2d(width), nn.BatchNorm2d(width), nn.BatchNorm2d(width)
+        self.c1 = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.c2 = nn.Conv2d(width, width, 3, padding=1, bias=False)
+        self.fc = nn.Linear(width, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x + self.c2(torch.relu(self.bn2(self.c1(torch.relu(self.bn1(x))))))
+        return self.fc(torch.relu(self.bn3(x)).mean((2, 3)))
+
+
 SHAPE = (3, 8, 8)
 HIDDEN = ["c1.weight", "c2.weight"]
 
@@ -43,6 +61,10 @@ def test_scale_invariance_finds_the_normalized_layers_and_leaves_the_model_alone
     before = {k: v.clone() for k, v in bn.state_dict().items()}
     assert scale_invariant(bn, HIDDEN + ["fc.weight"], SHAPE) == set(HIDDEN)  # the classifier is not normalized
     assert scale_invariant(Net(norm=False), HIDDEN + ["fc.weight"], SHAPE) == set()
+    # pre-activation: the residual sum is normalized before the next conv and the head, so no
+    # conv sets the output's scale (WRNs are built this way)
+    assert scale_invariant(PreAct(), ["stem.weight", "c1.weight", "c2.weight", "fc.weight"], SHAPE) == \
+        {"stem.weight", "c1.weight", "c2.weight"}
     assert not bn.training and all(torch.equal(before[k], v) for k, v in bn.state_dict().items())
 
 

@@ -121,20 +121,23 @@ def add_connectivity(cal, model: nn.Module, input_shape: tuple[int, ...] | None 
 
 
 def scale_invariant(model: nn.Module, names, input_shape: tuple[int, ...] | None = None, *,
-                    batch: int = 4, seed: int = 0, rtol: float = 1e-3) -> set[str]:
-    """The prunable weights among ``names`` whose scale does not change the network's function:
-    doubling the weight leaves the outputs of a float32 copy of ``model`` unchanged (to ``rtol`` of
-    the largest output; a layer that is not normalized changes them by tens of percent) on a seeded
-    N(0, 1) batch of shape ``(batch, *input_shape)``, with normalization layers using batch
-    statistics (BatchNorm in training mode; dropout off). The model is not changed.
+                    batch: int = 8, seed: int = 0, tol: float = 0.1) -> set[str]:
+    """The prunable weights among ``names`` whose scale does not set the scale of the network's
+    output: doubling the weight changes the norm of the outputs of a float32 copy of ``model`` by
+    less than ``tol`` (relative), on a seeded N(0, 1) batch of shape ``(batch, *input_shape)``,
+    with normalization layers using batch statistics (BatchNorm in training mode; dropout off).
+    The model is not changed.
 
-    Why: a layer followed by a normalization (conv -> BatchNorm, as in ResNets and VGG-BN) trains
-    the same whatever its fan-in does to its output scale, so a sparse mask may spread its budget
-    thinly over every unit; without one, a unit's signal shrinks with its kept fan-in and a mask
-    should rather keep fewer units, each with many inputs (the YOPO path structure's ``auto``).
-    Testing the function, not the module types, covers any arrangement (post- or pre-activation
-    blocks, GroupNorm, a residual sum normalized later is *not* invariant: the branch scale changes
-    the mix)."""
+    Why: a unit's pre-activation at init has a variance proportional to its kept fan-in. Where a
+    normalization restores the scale after the layer (conv -> BatchNorm in ResNets and VGG-BN, or
+    a pre-activation block whose residual sum is normalized before the next conv), a unit with
+    few inputs trains like any other, so a sparse mask may spread its budget thinly over every
+    unit; without one, the signal shrinks with the kept fan-in, layer after layer, and a mask
+    should rather keep fewer units with many inputs (the YOPO path structure's ``auto``). Testing
+    the function, not module types, covers any arrangement. Measured (norm ratio at doubling):
+    ResNet-20 1.000, WRN-16-8 0.995-1.005 (pre-activation), the benchmarks' unnormalized MLPs and
+    conv nets 1.33-2.06 (2 = a bias-free ReLU net, positively homogeneous; biases pull it
+    down), so ``tol`` = 0.1 lies far from both."""
     net = copy.deepcopy(model).float().eval()
     for m in net.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
@@ -144,19 +147,18 @@ def scale_invariant(model: nn.Module, names, input_shape: tuple[int, ...] | None
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn((batch,) + shape, generator=gen).to(device)
 
-    def run():
+    def norm() -> float:
         out = net(x)
-        return out if isinstance(out, torch.Tensor) else out[0]
+        return float((out if isinstance(out, torch.Tensor) else out[0]).float().norm())
 
     found = set()
     with torch.no_grad():
-        ref = run()
-        tol = rtol * float(ref.abs().max().clamp_min(1e-30))
+        ref = max(norm(), 1e-30)
         for n in names:
             w = get_weight(net, n)
             keep = w.detach().clone()
             w.mul_(2.0)
-            if torch.allclose(run(), ref, rtol=rtol, atol=tol):
+            if abs(norm() / ref - 1.0) < tol:
                 found.add(n)
             w.copy_(keep)
     return found

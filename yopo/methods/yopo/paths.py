@@ -2,8 +2,8 @@
 the budget over every unit or by connecting few units end to end (``paths_structure``).
 
 Which one (``auto``, the recommended preset): if every hidden layer is followed by a normalization
-(its weight scale does not change the function, :func:`yopo.core.connectivity.scale_invariant`:
-ResNets, VGG-BN), a unit keeps its signal whatever its kept fan-in, so width is free: ``spread``
+(its weight scale does not set the output's scale, :func:`yopo.core.connectivity.scale_invariant`:
+ResNets, WRNs, VGG-BN), a unit keeps its signal whatever its kept fan-in, so width is free: ``spread``
 keeps inputs in every unit (ERK layer densities, rows balanced, the residual ranking inside each
 row). On CIFAR-10 ResNet-20 the flow kept 258 of 794 units alive at 95% and ERK-random, which keeps
 all 794, beat it by 4.8 points (docs/method_quality.md). Without normalization (the small MLPs and
