@@ -171,11 +171,16 @@ def run(args) -> int:
 
 def _natural_input_shape(model: str):
     """The input shape of the dataset ``model`` is the default model of (cnn_digits: digits'
-    1x8x8), for the effective sparsity when no --dataset is given; None if there is none."""
+    1x8x8), or ImageNet's for a model built for it (torchvision's resnet18), for the effective
+    sparsity and the path structure when no --dataset is given; None if there is none."""
     from ..experiment.data import INPUT_SHAPES
     from ..experiment.train.config import DEFAULT_MODEL
+    from ..models import imagenet_resolution
 
-    return next((tuple(INPUT_SHAPES[d]) for d, m in DEFAULT_MODEL.items() if m == model and d in INPUT_SHAPES), None)
+    shape = next((tuple(INPUT_SHAPES[d]) for d, m in DEFAULT_MODEL.items() if m == model and d in INPUT_SHAPES), None)
+    if shape is None and imagenet_resolution(model):
+        shape = tuple(INPUT_SHAPES["imagenet"])
+    return shape
 
 
 def _check_pattern_args(a, settings):

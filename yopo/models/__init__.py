@@ -88,6 +88,21 @@ def input_kwargs(model: str, input_shape) -> dict:
     return {}
 
 
+def imagenet_resolution(name: str) -> bool:
+    """Whether ``name`` is built for ImageNet-resolution inputs (224 x 224): the torchvision and
+    timm models (``resnet18/34/50/101`` are torchvision's). A 32 x 32 input would shrink their
+    last stages to 1 x 1, where only the centre tap of a 3 x 3 kernel sees the image."""
+    _load_builtin()
+    if not isinstance(name, str):
+        return False
+    if name.startswith(("tv:", "timm:")):
+        return True
+    if name in _MODELS:
+        return False
+    from .tv import torchvision_names
+    return name in torchvision_names()
+
+
 def check_model(name: str) -> None:
     """Raise the one-line ``ValueError`` of :func:`get_model` for a name that names no model."""
     _load_builtin()
