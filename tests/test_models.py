@@ -95,3 +95,12 @@ def test_counting_dense_and_masked():
     pruned = sum(l.params - l.params_kept for l in c.layers)
     assert c.params_kept == c.params - pruned
     assert c.flops_kept < 0.2 * c.flops
+
+
+def test_imagenet_resolution_names_the_models_built_for_224():
+    # yopo prune uses it for the natural input shape: at 32 x 32 an ImageNet ResNet's last stages
+    # are 1 x 1 and the outer taps of every 3x3 kernel would count as stranded
+    from yopo.models import imagenet_resolution
+
+    assert all(imagenet_resolution(n) for n in ("resnet18", "resnet101", "tv:mobilenet_v2", "mobilenet_v2"))
+    assert not any(imagenet_resolution(n) for n in ("resnet20", "cifar_resnet18", "vgg11", "cnn_digits", "nonsense"))

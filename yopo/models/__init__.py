@@ -97,9 +97,10 @@ def imagenet_resolution(name: str) -> bool:
         return False
     if name.startswith(("tv:", "timm:")):
         return True
+    from .tv import IMAGENET_RESNETS, torchvision_names
+
     if name in _MODELS:
-        return False
-    from .tv import torchvision_names
+        return name in IMAGENET_RESNETS
     return name in torchvision_names()
 
 

@@ -65,6 +65,9 @@ def _tv_resnet(depth: int, cifar: bool, num_classes: int = 1000, in_channels: in
     return model
 
 
+#: the registered models built for ImageNet-resolution inputs (the stride-2 stem and max-pool)
+IMAGENET_RESNETS = tuple(f"resnet{d}" for d in (18, 34, 50, 101))
+
 for _depth in (18, 34, 50, 101):
     register_model(f"resnet{_depth}")(lambda num_classes=1000, _d=_depth, **kw: _tv_resnet(_d, False, num_classes, **kw))
     register_model(f"cifar_resnet{_depth}")(
