@@ -153,16 +153,16 @@ def scale_invariant(model: nn.Module, names, input_shape: tuple[int, ...] | None
         out = net(x)
         return float((out if isinstance(out, torch.Tensor) else out[0]).float().norm())
 
-    found = set()
+    found, ref = set(), None
     with torch.no_grad():
         if len(shape) >= 2 and max(shape[1:]) > max_spatial:
             full = x
             x = torch.randn((batch, shape[0]) + tuple(min(s, max_spatial) for s in shape[1:]), generator=gen).to(device)
             try:
-                norm()
+                ref = norm()
             except RuntimeError:  # e.g. a fixed-size classifier after a flatten
                 x = full
-        ref = max(norm(), 1e-30)
+        ref = max(norm() if ref is None else ref, 1e-30)
         for n in names:
             w = get_weight(net, n)
             keep = w.detach().clone()
