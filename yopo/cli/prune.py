@@ -11,7 +11,7 @@ from ..core.config import add_dataclass_args, from_args, opt, parse_options, spa
     validate_fields
 from ..core.nm import INDIVISIBLE
 from ..core.presets import PRESETS
-from ..models import INITS
+from ..models import INITS, width_kwargs
 from .settings import (DEFAULT_PRESET, PRESET_HELP, add_calibration_args, add_yopo_args, calibration_from, layer_table, yopo_flags,
                        yopo_from)
 
@@ -19,6 +19,8 @@ from .settings import (DEFAULT_PRESET, PRESET_HELP, add_calibration_args, add_yo
 @dataclass(frozen=True)
 class PruneArgs:
     model: str = opt("resnet20", "architecture name (see `yopo models`)")
+    model_width: float | None = opt(None, "scale the model's channels by this multiplier (as `yopo train "
+                                    "--model-width`)", low=0.0, low_open=True)
     num_classes: int = opt(10, "classifier outputs", low=1)
     sparsity: float | None = opt(None, "target fraction of prunable weights set to zero, in [0, 1) "
                                  "(0.9 when unset; not with --pattern, which fixes it at 1 - N/M)", check=sparsity_rule)
@@ -47,6 +49,10 @@ class PruneArgs:
 
     def __post_init__(self):
         validate_fields(self)
+        width_kwargs(self.model, self.model_width)  # a width the model cannot take: an error before scoring
+        if self.model_width is not None and self.checkpoint is not None and Path(self.checkpoint).is_dir():
+            raise ValueError(f"model_width={self.model_width!r}: a Hugging Face folder names its own architecture; "
+                             f"drop --model-width")
 
 
 def add_parser(sub, name):
@@ -66,7 +72,7 @@ def run(args) -> int:
     from ..core.io import check_out_file
     from ..core.layers import prunable_report
     from ..core.registry import get_method, score, scoring_batch_size, with_target
-    from ..models import build, input_kwargs
+    from ..models import build, input_kwargs, width_kwargs
     from . import check_device
 
     a = from_args(PruneArgs, args)  # validated: a bad value fails before scoring, not after
@@ -125,11 +131,12 @@ def run(args) -> int:
     if a.checkpoint is not None:  # a trained model: its weights, not an initialization
         from ..models.pretrained import load_pretrained
         model, _ = load_pretrained(a.model, a.checkpoint, None if shape is None else a.num_classes,
-                                   **(input_kwargs(a.model, shape) if shape is not None else {}))
+                                   **(input_kwargs(a.model, shape) if shape is not None else {}),
+                                   **width_kwargs(a.model, a.model_width))
         if Path(a.checkpoint).is_dir():  # a Hugging Face folder names its own architecture
             a = dataclasses.replace(a, model=f"hf:{type(model).__name__}")
     else:
-        model = build(a.model, a.num_classes, init=a.weight_init, seed=a.seed,
+        model = build(a.model, a.num_classes, init=a.weight_init, seed=a.seed, **width_kwargs(a.model, a.model_width),
                       **(input_kwargs(a.model, shape) if shape is not None else {}))
     if pattern is not None and a.nm_indivisible == "error":
         from ..core.nm import check_divisible

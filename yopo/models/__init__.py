@@ -88,6 +88,31 @@ def input_kwargs(model: str, input_shape) -> dict:
     return {}
 
 
+# how a channel multiplier maps to each family's constructor keyword: the CIFAR ResNets and the
+# digits CNN take a base channel count (16 at full width), the CIFAR VGGs a multiplier
+_WIDTH_KEYWORDS: dict[str, Callable[[float], dict]] = {
+    **{f"resnet{d}": (lambda m: {"width": max(1, round(16 * m))}) for d in (20, 32, 44, 56, 110)},
+    "cnn_digits": lambda m: {"width": max(1, round(16 * m))},
+    **{f"vgg{d}": (lambda m: {"width": float(m)}) for d in (11, 13, 16, 19)},
+}
+
+
+def width_kwargs(model: str, multiplier: float | None) -> dict:
+    """Constructor keywords that scale ``model``'s channels by ``multiplier`` (``None`` or 1: none).
+    ``width_kwargs("vgg11", 0.25)`` -> ``{"width": 0.25}``; ``width_kwargs("resnet20", 0.5)`` ->
+    ``{"width": 8}`` (base channels). A model without a width setting is an error, not ignored."""
+    if multiplier is None:
+        return {}
+    if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)) or not multiplier > 0:
+        raise ValueError(f"model_width={multiplier!r} must be a number > 0 (a channel multiplier)")
+    if model not in _WIDTH_KEYWORDS:
+        raise ValueError(f"model_width={multiplier!r}: model {model!r} has no width setting; models with one: "
+                         f"{', '.join(sorted(_WIDTH_KEYWORDS))}")
+    if multiplier == 1:
+        return {}
+    return _WIDTH_KEYWORDS[model](multiplier)
+
+
 def imagenet_resolution(name: str) -> bool:
     """Whether ``name`` is built for ImageNet-resolution inputs (224 x 224): the torchvision and
     timm models (``resnet18/34/50/101`` are torchvision's). A 32 x 32 input would shrink their

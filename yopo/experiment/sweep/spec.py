@@ -17,7 +17,7 @@ from ...core.config import field_names, from_mapping, opt, to_mapping, validate_
 from ...core.presets import preset_values
 from ...core.registry import get_method, scoring_batch_size
 from ...core.validate import check_sparsity
-from ...models import input_kwargs
+from ...models import input_kwargs, width_kwargs
 from ..data import DATASETS, dataset_input_shape, num_classes_of
 from ..sanity import VARIANTS
 
@@ -484,4 +484,4 @@ def model_kwargs(model: str, dataset: str, train: dict) -> dict:
     """Constructor keywords the training pipeline derives from the data's input shape (same rule as
     ``yopo.experiment.train.run``), so the family is computed on exactly the model that gets
     trained."""
-    return input_kwargs(model, dataset_input_shape(dataset, train))
+    return {**input_kwargs(model, dataset_input_shape(dataset, train)), **width_kwargs(model, train.get("model_width"))}

@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from ...core.config import opt, validate_fields
-from ...models import INITS
+from ...models import INITS, width_kwargs
 from ..data import AUGMENTS, DATASETS
 
 SCHEDULES = ("cosine", "step", "constant")
@@ -62,6 +62,8 @@ class TrainConfig:
     """
 
     model: str | None = opt(None, "architecture (see `yopo models`); default depends on the dataset")
+    model_width: float | None = opt(None, "scale the model's channels by this multiplier (CIFAR ResNets, VGGs, "
+                                    "cnn_digits); default: the model's own width", low=0.0, low_open=True)
     dataset: str = opt("digits", "dataset (digits and mnist1d are offline demos)", DATASETS)
     data_root: str | None = opt(None, "dataset folder (ImageFolder train/ test/, or torchvision CIFAR root)")
     num_classes: int | None = opt(None, "classifier outputs; default: from the data", low=1)
@@ -95,6 +97,8 @@ class TrainConfig:
 
     def __post_init__(self):
         validate_fields(self)
+        if self.model is not None:  # a width the model cannot take fails here, not after loading data
+            width_kwargs(self.model, self.model_width)
 
     def resolved(self, num_classes: int | None = None) -> "TrainConfig":
         """A copy with every ``None`` default filled in (validated like any TrainConfig)."""

@@ -23,7 +23,7 @@ from ...core.layers import prunable_layers
 from ...core.masks import apply_masks, get_masks, split_state_dict
 from ...core.registry import get_method, score, scoring_batch_size, with_target
 from ...core.validate import check_sparsity
-from ...models import build, input_kwargs
+from ...models import build, input_kwargs, width_kwargs
 from .config import TrainConfig
 from .diagnostics import calibration_record, warnings_once_per_run, with_connectivity
 from .loop import CHECKPOINT, load_checkpoint, train
@@ -223,7 +223,7 @@ def run(cfg: TrainConfig, *, method: str | None = "yopo", sparsity: float = 0.9,
     if cfg.num_classes < data.num_classes:  # labels past the classifier would fail mid-training
         raise ValueError(f"num_classes={cfg.num_classes} but dataset {cfg.dataset!r} has {data.num_classes} classes")
     model = build(cfg.model, cfg.num_classes, init=cfg.weight_init, seed=cfg.seed,
-                  **input_kwargs(cfg.model, data.input_shape)).to(device)
+                  **input_kwargs(cfg.model, data.input_shape), **width_kwargs(cfg.model, cfg.model_width)).to(device)
     if _channels_last(cfg, model, device):
         model = model.to(memory_format=torch.channels_last)
     out = Path(out_dir) if out_dir is not None else None
