@@ -16,7 +16,7 @@ from yopo.core.connectivity import add_connectivity, effective_masks
 from yopo.core.ranking import select
 from yopo.core.selection import n_keep
 
-ALLOCS = ["global", "layerwise", "uniform", "balanced", "erk", "er", "uniform_plus", "from:ref"]
+ALLOCS = ["global", "layerwise", "uniform", "balanced", "erk", "er", "uniform_plus", "from:ref", "dict"]
 RANKS = ["score", "rows"]
 
 shapes_st = st.lists(st.tuples(st.integers(1, 12), st.integers(1, 5), st.sampled_from([1, 3])), min_size=1, max_size=4)
@@ -34,7 +34,10 @@ def rand_scores(shapes, seed, discrete=False):
 
 def run(scores, s, allocation, ranking, **kw):
     ref = None
-    if allocation.startswith("from:"):
+    if allocation == "dict":  # per-layer sparsities as the allocation: budgets in their proportions
+        g = torch.Generator().manual_seed(321)
+        allocation = {n: float(torch.rand((), generator=g)) * 0.95 for n in scores}
+    if isinstance(allocation, str) and allocation.startswith("from:"):
         g = torch.Generator().manual_seed(123)
         ref = {n: torch.rand(x.shape, generator=g) for n, x in scores.items()}
     with warnings.catch_warnings():
@@ -122,6 +125,23 @@ def test_erk_counts_follow_erk_densities():
         cal = run(scores, sp, "erk", "score", min_keep=0)
         for (n, s), d in zip(scores.items(), dens):
             assert abs(cal.layers[n].kept - d * s.numel()) <= 1.0, (n, sp)
+
+
+def test_dict_allocation_gives_its_own_counts_at_its_total_and_errors_name_the_keys():
+    scores = rand_scores([(8, 4, 3), (10, 16, 1), (6, 5, 1)], 2)
+    layer_sparsity = {"l0.weight": 0.5, "l1.weight": 0.9, "l2.weight": 0.2}
+    sizes = {n: x.numel() for n, x in scores.items()}
+    kept = {n: n_keep(layer_sparsity[n], sizes[n]) for n in scores}
+    total = 1 - sum(kept.values()) / sum(sizes.values())
+    for ranking in RANKS:
+        cal = run(scores, total, layer_sparsity, ranking, min_keep=0)
+        assert {n: int(m.sum()) for n, m in cal.masks.items()} == kept
+    with pytest.raises(ValueError, match=r"keys must match the scored layers: unknown \['x'\], missing \['l2.weight'\]"):
+        run(scores, 0.5, {"l0.weight": 0.5, "l1.weight": 0.5, "x": 0.1}, "score")
+    with pytest.raises(ValueError, match=r"allocation\['l1.weight'\]=1.5 is out of range"):
+        run(scores, 0.5, {**layer_sparsity, "l1.weight": 1.5}, "score")
+    with pytest.raises(ValueError, match=r"per-layer sparsities need allocation='uniform'"):  # not given twice
+        run(scores, layer_sparsity, layer_sparsity, "score")
 
 
 def test_from_method_takes_the_reference_layer_budgets():

@@ -98,10 +98,23 @@ def test_auto_spreads_with_normalization_exactly_and_keeps_every_unit(sparsity):
     assert any(not torch.equal(flow[n], cal.masks[n]) for n in flow)
 
 
+def test_spread_flow_takes_the_flows_layer_counts_and_balances_rows():
+    torch.manual_seed(0)
+    m = Net(norm=True)
+    kw = dict(paths=True, paths_target=0.9, input_shape=SHAPE)
+    flow = mort(_scores(m, paths_structure="flow", **kw), 0.9, CalibrationSettings(min_keep=0)).masks
+    sf = mort(_scores(m, paths_structure="spread_flow", **kw), 0.9, CalibrationSettings(min_keep=0)).masks
+    assert {n: int(v.sum()) for n, v in sf.items()} == {n: int(v.sum()) for n, v in flow.items()}
+    for n, v in sf.items():  # every row its equal share of the layer's count (up to one)
+        rows = v.flatten(1).sum(1)
+        assert int(rows.max() - rows.min()) <= 1, n
+    assert any(not torch.equal(flow[n], sf[n]) for n in flow)
+
+
 @pytest.mark.parametrize("kw, match", [
     (dict(paths_structure="spread"), r"paths_structure='spread' act only with paths=True"),
     (dict(paths=True, paths_structure="spread", paths_rounds=50), r"paths_rounds=50 acts only on the path flow"),
-    (dict(paths=True, paths_structure="wide"), r"paths_structure='wide'.*flow.*spread.*auto"),
+    (dict(paths=True, paths_structure="wide"), r"paths_structure='wide'.*flow.*spread.*spread_flow.*auto"),
 ])
 def test_structure_settings_that_cannot_act_are_errors(kw, match):
     with pytest.raises(ValueError, match=match):

@@ -310,6 +310,14 @@ def mort(scores: dict[str, torch.Tensor], sparsity, settings: CalibrationSetting
         per_layer = {n: check_sparsity(sparsity[n], f"sparsity[{n!r}]") for n in names}
     else:
         sparsity = check_sparsity(sparsity)
+    if allocation == "dict":  # per-layer sparsities as an allocation: budgets in their proportions
+        unknown = sorted(set(s.allocation) - set(names_all))
+        missing = [n for n in names if n not in s.allocation]
+        if unknown or missing:
+            raise ValueError(f"allocation: per-layer sparsity keys must match the scored layers: unknown "
+                             f"{unknown[:3]}, missing {missing[:3]}")
+        for n in names:
+            check_sparsity(s.allocation[n], f"allocation[{n!r}]")
     ref = None
     if s.budget_method is not None:
         if budget_scores is None:
@@ -431,7 +439,12 @@ def _counts(allocation, s, S2, shapes, forced, names, sizes, K, F_l, lows, ref) 
                 x = (x - loc) / scale
             keys.append(x.masked_fill(forced[n].flatten(), torch.inf))
         return alloc.pooled_counts(keys, K, lows)
-    weights = alloc.divisor_weights(allocation, shapes)
+    if allocation == "dict":
+        # Webster over each layer's kept count at its given sparsity: at their total, exactly those
+        # counts (integral quotas); at any other total, the same proportions, house-monotone
+        weights = [n_keep(s.allocation[n], size) for n, size in zip(names, sizes)]
+    else:
+        weights = alloc.divisor_weights(allocation, shapes)
     tiers = [F_l, lows]
     if allocation == "uniform_plus":
         first = list(lows)

@@ -21,7 +21,7 @@ from .nmf import INITS, LOSSES, SOLVERS, get_update, init_factors
 NORMALIZE = ("none", "median")
 FULL_RANK = ("clip", "magnitude", "reduce")
 RESIDUAL_SCALE = ("none", "layer_rms", "weight_mean")
-PATHS_STRUCTURES = ("flow", "spread", "auto")
+PATHS_STRUCTURES = ("flow", "spread", "spread_flow", "auto")
 
 
 class RankWarning(UserWarning):
@@ -123,7 +123,8 @@ class YopoConfig:
     paths_structure: str = opt("flow", "with --paths: flow = the path flow (the budget concentrates on few units, "
                                "each connected end to end with many inputs); spread = every unit keeps inputs "
                                "(Erdos-Renyi-Kernel layer densities, each output row its equal share, ranked by "
-                               "the residual); auto = spread if every layer but the last is followed by a "
+                               "the residual); spread_flow = spread at the flow's layer densities instead of "
+                               "ERK's; auto = spread if every layer but the last is followed by a "
                                "normalization (its weight scale does not set the output's scale: fan-in cannot "
                                "starve a unit's signal), else flow", PATHS_STRUCTURES)
     input_shape: tuple[int, ...] = opt((), "with --paths: one input sample's shape for the flow (default: the data's, "
