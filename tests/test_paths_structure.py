@@ -1,6 +1,8 @@
 """The path structure's choice (YopoConfig.paths_structure): flow, spread, and auto, which spreads
 only when every hidden layer's weight scale leaves the function unchanged (a normalization
 follows it)."""
+import warnings
+
 import pytest
 import torch
 from torch import nn
@@ -102,7 +104,8 @@ def test_spread_flow_takes_the_flows_layer_counts_and_balances_rows():
     torch.manual_seed(0)
     m = Net(norm=True)
     kw = dict(paths=True, paths_target=0.9, input_shape=SHAPE)
-    flow = mort(_scores(m, paths_structure="flow", **kw), 0.9, CalibrationSettings(min_keep=0)).masks
+    # the flow's layer budgets with one weight per output row inside them (no layer emptied)
+    flow = mort(_scores(m, paths_structure="flow", **kw), 0.9, CalibrationSettings(min_keep=1)).masks
     sf = mort(_scores(m, paths_structure="spread_flow", **kw), 0.9, CalibrationSettings(min_keep=0)).masks
     assert {n: int(v.sum()) for n, v in sf.items()} == {n: int(v.sum()) for n, v in flow.items()}
     for n, v in sf.items():  # every row its equal share of the layer's count (up to one)
@@ -128,3 +131,18 @@ def test_rounds_under_auto_are_an_error_only_where_auto_spreads():
     with pytest.raises(ValueError, match=r"paths_rounds=20 cannot act: paths_structure='auto' chose spread for Net"):
         yopo.score(Net(norm=True), "yopo", **kw)
     yopo.score(Net(norm=False), "yopo", **kw)  # the flow runs the 20 rounds
+
+
+def test_spread_flow_keeps_a_unit_input_where_the_flow_empties_layers():
+    from yopo.models import get_model
+    torch.manual_seed(0)
+    m = get_model("resnet20", width=4)
+    kw = dict(paths=True, paths_target=0.95, input_shape=(3, 16, 16), rank=3, iters=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        flow = mort(yopo.score(m, "yopo", paths_structure="flow", **kw), 0.95, CalibrationSettings(min_keep=0)).masks
+        sf = mort(yopo.score(m, "yopo", paths_structure="spread_flow", **kw), 0.95,
+                  CalibrationSettings(min_keep=0)).masks
+    assert any(int(v.sum()) == 0 for v in flow.values())  # the flow alone empties layers here
+    for n, v in sf.items():
+        assert int(v.flatten(1).sum(1).min()) >= 1, n  # every unit keeps an input
