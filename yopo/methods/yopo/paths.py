@@ -9,6 +9,9 @@ row). On CIFAR-10 ResNet-20 the flow kept 258 of 794 units alive at 95% and ERK-
 all 794, beat it by 4.8 points (docs/method_quality.md). Without normalization (the small MLPs and
 conv nets of the benchmarks) a unit's signal shrinks with its fan-in, and the flow, which keeps
 fewer units each with many inputs, beat every spreading mask by 10-60 points at 95-98%.
+``spread_flow`` spreads the flow's layer budgets instead of ERK's: on VGG-11 (BN after every conv)
+the flow beat spread, and ERK's budgets, set by layer dimensions alone, starve the early convs that
+every path crosses (docs/method_quality.md, "VGG-11").
 
 The flow:
 
