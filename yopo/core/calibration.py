@@ -302,22 +302,11 @@ def mort(scores: dict[str, torch.Tensor], sparsity, settings: CalibrationSetting
         if allocation != "uniform":
             raise ValueError(f"per-layer sparsities need allocation='uniform' (mode='local'); got "
                              f"allocation={s.allocation!r}")
-        unknown = sorted(set(sparsity) - set(names_all))
-        missing = [n for n in names if n not in sparsity]
-        if unknown or missing:
-            raise ValueError(f"per-layer sparsity keys must match the scored layers: unknown {unknown[:3]}, "
-                             f"missing {missing[:3]}")
-        per_layer = {n: check_sparsity(sparsity[n], f"sparsity[{n!r}]") for n in names}
+        per_layer = _layer_sparsities(sparsity, "sparsity", names, names_all)
     else:
         sparsity = check_sparsity(sparsity)
     if allocation == "dict":  # per-layer sparsities as an allocation: budgets in their proportions
-        unknown = sorted(set(s.allocation) - set(names_all))
-        missing = [n for n in names if n not in s.allocation]
-        if unknown or missing:
-            raise ValueError(f"allocation: per-layer sparsity keys must match the scored layers: unknown "
-                             f"{unknown[:3]}, missing {missing[:3]}")
-        for n in names:
-            check_sparsity(s.allocation[n], f"allocation[{n!r}]")
+        _layer_sparsities(s.allocation, "allocation", names, names_all)
     ref = None
     if s.budget_method is not None:
         if budget_scores is None:
@@ -401,6 +390,18 @@ def mort(scores: dict[str, torch.Tensor], sparsity, settings: CalibrationSetting
                              n in excluded) for n in names_all}
     _warn_collapse(cal, s)
     return cal
+
+
+def _layer_sparsities(given: Mapping, what: str, names: list[str], names_all: list[str]) -> dict[str, float]:
+    """``given`` (per-layer sparsities passed as ``what``) checked against the scored layers:
+    {name: sparsity} over the calibrated ``names``."""
+    unknown = sorted(set(given) - set(names_all))
+    missing = [n for n in names if n not in given]
+    if unknown or missing:
+        prefix = "" if what == "sparsity" else f"{what}: "
+        raise ValueError(f"{prefix}per-layer sparsity keys must match the scored layers: unknown {unknown[:3]}, "
+                         f"missing {missing[:3]}")
+    return {n: check_sparsity(given[n], f"{what}[{n!r}]") for n in names}
 
 
 def _pooled_mask(cal, S2, forced, names, sizes, K, allocation, robust) -> None:

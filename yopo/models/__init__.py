@@ -88,13 +88,21 @@ def input_kwargs(model: str, input_shape) -> dict:
     return {}
 
 
-# how a channel multiplier maps to each family's constructor keyword: the CIFAR ResNets and the
-# digits CNN take a base channel count (16 at full width), the CIFAR VGGs a multiplier
-_WIDTH_KEYWORDS: dict[str, Callable[[float], dict]] = {
-    **{f"resnet{d}": (lambda m: {"width": max(1, round(16 * m))}) for d in (20, 32, 44, 56, 110)},
-    "cnn_digits": lambda m: {"width": max(1, round(16 * m))},
-    **{f"vgg{d}": (lambda m: {"width": float(m)}) for d in (11, 13, 16, 19)},
-}
+def _width_keywords() -> dict[str, Callable[[float], dict]]:
+    """How a channel multiplier maps to each family's constructor keyword, over the names the model
+    modules register: the CIFAR ResNets and the digits CNN take a base channel count (16 at full
+    width), the CIFAR VGGs a multiplier."""
+    _load_builtin()
+    from .cifar_resnet import DEPTHS
+    from .cifar_vgg import CONFIGS
+
+    def base(m):
+        return {"width": max(1, round(16 * m))}
+
+    def mult(m):
+        return {"width": float(m)}
+
+    return {**{f"resnet{d}": base for d in DEPTHS}, "cnn_digits": base, **{name: mult for name in CONFIGS}}
 
 
 def width_kwargs(model: str, multiplier: float | None) -> dict:
@@ -105,12 +113,13 @@ def width_kwargs(model: str, multiplier: float | None) -> dict:
         return {}
     if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)) or not multiplier > 0:
         raise ValueError(f"model_width={multiplier!r} must be a number > 0 (a channel multiplier)")
-    if model not in _WIDTH_KEYWORDS:
+    keywords = _width_keywords()
+    if model not in keywords:
         raise ValueError(f"model_width={multiplier!r}: model {model!r} has no width setting; models with one: "
-                         f"{', '.join(sorted(_WIDTH_KEYWORDS))}")
+                         f"{', '.join(sorted(keywords))}")
     if multiplier == 1:
         return {}
-    return _WIDTH_KEYWORDS[model](multiplier)
+    return keywords[model](multiplier)
 
 
 def imagenet_resolution(name: str) -> bool:

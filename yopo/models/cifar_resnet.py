@@ -50,5 +50,7 @@ class CifarResNet(nn.Module):
         return self.fc(out)
 
 
-for _depth in (20, 32, 44, 56, 110):
+DEPTHS = (20, 32, 44, 56, 110)
+
+for _depth in DEPTHS:
     register_model(f"resnet{_depth}")(lambda num_classes=10, _d=_depth, **kw: CifarResNet(_d, num_classes, **kw))
