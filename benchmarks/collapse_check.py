@@ -9,7 +9,8 @@ reads its per-layer table and its warnings, and records per (model, sparsity):
 - stranded: layers that keep weights but none on an input-output path (a layer emptied in effect);
 - empty_class_rows: output rows of the last layer with no weight (classes that can never win);
 - stranded_weights: kept weights on no input-output path (effective minus nominal sparsity);
-- seconds: wall time of the command (machine stated in the saved evidence).
+- seconds: wall time of the command (machine stated in the saved evidence);
+- commit: the code it ran (rows are merged across runs; a default changed since makes a row stale).
 
 Usage: python benchmarks/collapse_check.py [--models resnet20 vgg11 ...] [--sparsities 0.9 0.99]
 Saves benchmarks/results/collapse_check.json (merged with earlier runs, so it can be resumed model
@@ -37,6 +38,20 @@ ROW = re.compile(r"^(\S+)\s+(\d+(?:x\d+)*)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+(\d+)/(\
 def all_models() -> list[str]:
     out = subprocess.run([sys.executable, "-m", "yopo", "models"], capture_output=True, text=True, check=True)
     return [l.split()[0] for l in out.stdout.splitlines() if l.strip() and not l.startswith(" ")]
+
+
+def commit() -> str | None:
+    """The code a row was measured with (rows are merged across runs; a default that changed since
+    makes older rows stale)."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "yopo"], cwd=root,
+                               capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+changes" if dirty else "")
 
 
 def check(model: str, sparsity: float) -> dict:
@@ -72,9 +87,10 @@ def main() -> int:
     models = a.models or all_models()
     saved = json.loads(OUT.read_text()) if OUT.exists() else {"results": []}
     results = {(r["model"], r["sparsity"]): r for r in saved["results"]}
+    code = commit()
     for model in models:
         for s in a.sparsities:
-            r = check(model, s)
+            r = {**check(model, s), "commit": code}
             results[(model, s)] = r
             bad = r.get("error") or r["emptied"] or r["stranded"] or r["empty_class_rows"]
             print(f"{model:18s} {s:.2f}  " + (f"ERROR {r['error']}" if r.get("error") else

@@ -32,6 +32,9 @@ def test_a_model_without_width_and_bad_values_are_errors():
             width_kwargs("vgg11", bad)
     with pytest.raises(ValueError, match="no width setting"):  # at config time, before any data is loaded
         TrainConfig(model="mlp_digits", model_width=0.5)
+    with pytest.raises(ValueError, match="model 'conv1d_mnist1d' has no width setting"):  # the dataset's default model
+        TrainConfig(dataset="mnist1d", model_width=0.5)
+    assert TrainConfig(dataset="digits", model_width=0.5).model_width == 0.5  # default cnn_digits takes one
     assert width_kwargs("mlp_digits", None) == {}
 
 

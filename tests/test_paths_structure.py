@@ -1,6 +1,6 @@
-"""The path structure's choice (YopoConfig.paths_structure): flow, spread, and auto, which spreads
-only when every hidden layer's weight scale leaves the function unchanged (a normalization
-follows it)."""
+"""The path structure's choice (YopoConfig.paths_structure): flow, spread, spread_flow, and auto,
+which spreads (at the flow's layer densities) only when every hidden layer's weight scale leaves the
+function unchanged (a normalization follows it)."""
 import warnings
 
 import pytest
@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import yopo
-from yopo.core.calibration import CalibrationSettings, mort
+from yopo.core.calibration import CalibrationSettings, CollapseWarning, mort
 from yopo.core.connectivity import effective_masks, scale_invariant
 
 
@@ -79,25 +79,34 @@ def test_auto_is_the_flow_without_normalization():
 
 
 @pytest.mark.parametrize("sparsity", [0.9, 0.97])
-def test_auto_spreads_with_normalization_exactly_and_keeps_every_unit(sparsity):
+def test_auto_spreads_at_the_flows_densities_with_normalization_and_keeps_every_unit(sparsity):
     torch.manual_seed(0)
     m = Net(norm=True)
-    auto = _scores(m, paths=True, paths_target=sparsity, input_shape=SHAPE, paths_structure="auto")
-    cal = mort(auto, sparsity, CalibrationSettings(min_keep=0, class_keep=1, min_layer_density=0.002))
-    plain = _scores(m)
-    erk_rows = mort(plain, sparsity, CalibrationSettings(allocation="erk", ranking="rows", min_keep=0)).masks
-    assert all(torch.equal(cal.masks[n], erk_rows[n]) for n in erk_rows)  # the spread mask, through the pooled top
+    kw = dict(paths=True, paths_target=sparsity, input_shape=SHAPE)
+    preset = CalibrationSettings(min_keep=0, class_keep=1, min_layer_density=0.002)  # the recommended calibration
+    cal = mort(_scores(m, paths_structure="auto", **kw), sparsity, preset)
+    sf = mort(_scores(m, paths_structure="spread_flow", **kw), sparsity, CalibrationSettings(min_keep=0)).masks
+    assert all(torch.equal(cal.masks[n], sf[n]) for n in sf)  # the spread_flow mask, through the pooled top
     total = sum(v.numel() for v in cal.masks.values())
     assert sum(int(v.sum()) for v in cal.masks.values()) == round((1 - sparsity) * total)
-    flow = mort(_scores(m, paths=True, paths_target=sparsity, input_shape=SHAPE, paths_structure="flow"), sparsity,
-                CalibrationSettings(min_keep=0, class_keep=1, min_layer_density=0.002)).masks
+    flow = mort(_scores(m, paths_structure="flow", **kw), sparsity, preset).masks
 
     def alive(masks):  # hidden units with an input weight on an input-output path
         eff = effective_masks(m, masks, SHAPE)
         return sum(int((eff[n].flatten(1).sum(1) > 0).sum()) for n in HIDDEN)
 
-    assert alive(cal.masks) > alive(flow)  # spread keeps more units than the flow's concentration
+    assert all(int(cal.masks[n].flatten(1).sum(1).min()) >= 1 for n in HIDDEN)  # every unit keeps an input
+    assert alive(cal.masks) > alive(flow)  # the flow's concentration leaves units out
     assert any(not torch.equal(flow[n], cal.masks[n]) for n in flow)
+
+
+def test_spread_keeps_erk_densities_with_rows_balanced():
+    torch.manual_seed(0)
+    m = Net(norm=True)
+    spread = mort(_scores(m, paths=True, paths_target=0.9, input_shape=SHAPE, paths_structure="spread"), 0.9,
+                  CalibrationSettings(min_keep=0)).masks
+    erk_rows = mort(_scores(m), 0.9, CalibrationSettings(allocation="erk", ranking="rows", min_keep=0)).masks
+    assert all(torch.equal(spread[n], erk_rows[n]) for n in erk_rows)
 
 
 def test_spread_flow_takes_the_flows_layer_counts_and_balances_rows():
@@ -125,12 +134,11 @@ def test_structure_settings_that_cannot_act_are_errors(kw, match):
             yopo.score(Net(norm=True), "yopo", **kw)
 
 
-def test_rounds_under_auto_are_an_error_only_where_auto_spreads():
-    kw = dict(paths=True, paths_target=0.9, input_shape=SHAPE, paths_structure="auto", paths_rounds=20,
-              rank=3, iters=10)
-    with pytest.raises(ValueError, match=r"paths_rounds=20 cannot act: paths_structure='auto' chose spread for Net"):
-        yopo.score(Net(norm=True), "yopo", **kw)
-    yopo.score(Net(norm=False), "yopo", **kw)  # the flow runs the 20 rounds
+def test_rounds_act_under_auto_on_both_branches():
+    # both of auto's choices run the flow (spread_flow takes its layer densities), so rounds are no error
+    kw = dict(paths=True, paths_target=0.9, input_shape=SHAPE, paths_structure="auto", rank=3, iters=10)
+    for norm in (True, False):
+        yopo.score(Net(norm=norm), "yopo", paths_rounds=20, **kw)
 
 
 def test_spread_flow_keeps_a_unit_input_where_the_flow_empties_layers():
@@ -141,6 +149,9 @@ def test_spread_flow_keeps_a_unit_input_where_the_flow_empties_layers():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         flow = mort(yopo.score(m, "yopo", paths_structure="flow", **kw), 0.95, CalibrationSettings(min_keep=0)).masks
+    with warnings.catch_warnings():
+        # scoring calibrates the flow internally; only the caller's calibration may warn about a mask
+        warnings.simplefilter("error", CollapseWarning)
         sf = mort(yopo.score(m, "yopo", paths_structure="spread_flow", **kw), 0.95,
                   CalibrationSettings(min_keep=0)).masks
     assert any(int(v.sum()) == 0 for v in flow.values())  # the flow alone empties layers here

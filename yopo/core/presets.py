@@ -38,16 +38,16 @@ PRESETS: dict[str, Preset] = {
               "normalize": "none", "per_channel": False, "eps": 1e-8, "storage_dtype": "float32",
               "rank_fraction": 0.0, "full_rank": "clip", "residual_scale": "none", "fast": False, "paths": False}),
     # the paper's saliency with a structure that keeps the kept weights useful: in a net whose hidden
-    # layers are all followed by a normalization (ResNets, VGG-BN) every unit keeps inputs (ERK
-    # densities, rows balanced); otherwise a unit-weight path flow (conserved layer by layer)
-    # decides how many weights each layer keeps and which units stay connected
+    # layers are all followed by a normalization (ResNets, VGG-BN) every unit keeps inputs (rows
+    # balanced) at the layer densities of a unit-weight path flow; otherwise the flow (conserved
+    # layer by layer) decides how many weights each layer keeps and which units stay connected
     # (docs/method_quality.md has the ablation behind every choice)
     "recommended": Preset(
         "YOPO with a structure that keeps every kept weight useful: the paper's NMF residual (rank 7, MU-200), "
-        "then, if every hidden layer is followed by a normalization, spread (Erdos-Renyi-Kernel layer densities, "
-        "each output row its equal share ranked by the residual: width is free there), else a 100-round "
-        "unit-weight path flow to the target sparsity that keeps the weights on the most input-output paths "
-        "(ties broken by the residual); pooled calibration of that order, no forced survivors in hidden "
+        "then a 100-round unit-weight path flow to the target sparsity that keeps the weights on the most "
+        "input-output paths (ties broken by the residual); if every hidden layer is followed by a normalization "
+        "(width is free there), only the flow's layer densities are kept and each output row gets its equal share "
+        "of its layer's budget, ranked by the residual (spread_flow); pooled calibration of that order, no forced survivors in hidden "
         "rows (a row without paths is a pruned unit, not a collapse) but one per class row of the last layer "
         "(the flow can starve a class at 98%+), every layer keeps at least 0.2% of its weights (the "
         "flow alone empties ResNet downsampling shortcuts)",

@@ -97,8 +97,8 @@ class TrainConfig:
 
     def __post_init__(self):
         validate_fields(self)
-        if self.model is not None:  # a width the model cannot take fails here, not after loading data
-            width_kwargs(self.model, self.model_width)
+        # a width the model cannot take (the dataset's default model included) fails here, not after loading data
+        width_kwargs(self.model or DEFAULT_MODEL[self.dataset], self.model_width)
 
     def resolved(self, num_classes: int | None = None) -> "TrainConfig":
         """A copy with every ``None`` default filled in (validated like any TrainConfig)."""

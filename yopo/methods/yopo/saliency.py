@@ -124,7 +124,7 @@ class YopoConfig:
                                "each connected end to end with many inputs); spread = every unit keeps inputs "
                                "(Erdos-Renyi-Kernel layer densities, each output row its equal share, ranked by "
                                "the residual); spread_flow = spread at the flow's layer densities instead of "
-                               "ERK's; auto = spread if every layer but the last is followed by a "
+                               "ERK's; auto = spread_flow if every layer but the last is followed by a "
                                "normalization (its weight scale does not set the output's scale: fan-in cannot "
                                "starve a unit's signal), else flow", PATHS_STRUCTURES)
     input_shape: tuple[int, ...] = opt((), "with --paths: one input sample's shape for the flow (default: the data's, "
