@@ -47,8 +47,9 @@ PRESETS: dict[str, Preset] = {
         "then a 100-round unit-weight path flow to the target sparsity that keeps the weights on the most "
         "input-output paths (ties broken by the residual); if every hidden layer is followed by a normalization "
         "(width is free there), only the flow's layer densities are kept and each output row gets its equal share "
-        "of its layer's budget, ranked by the residual (spread_flow); pooled calibration of that order, no forced survivors in hidden "
-        "rows (a row without paths is a pruned unit, not a collapse) but one per class row of the last layer "
+        "of its layer's budget, ranked by the residual (spread_flow); pooled calibration of that order, no "
+        "forced survivors in hidden rows (a row without paths is a pruned unit, not a collapse) but one per "
+        "class row of the last layer "
         "(the flow can starve a class at 98%+), every layer keeps at least 0.2% of its weights (the "
         "flow alone empties ResNet downsampling shortcuts)",
         calibration={"allocation": "global", "ranking": "score", "robust": "mad", "min_keep": 0, "col_keep": 0,
