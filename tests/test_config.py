@@ -25,7 +25,7 @@ def _flags(command: str) -> dict[str, argparse.Action]:
 
 
 CAL_FLAGS = ["--allocation", "--mode", "--ranking", "--robust", "--min-keep", "--col-keep", "--class-keep", "--min-layer-density",
-             "--calibration-solver", "--exclude"]
+             "--calibration-solver", "--exclude", "--kept-scale"]
 YOPO_FLAGS = ["--rank", "--iters", "--nmf-init", "--loss", "--normalize", "--per-channel", "--nmf-solver",
               "--storage-dtype", "--nmf-threads"]
 

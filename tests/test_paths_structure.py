@@ -109,13 +109,18 @@ def test_spread_keeps_erk_densities_with_rows_balanced():
     assert all(torch.equal(spread[n], erk_rows[n]) for n in erk_rows)
 
 
-def test_spread_flow_takes_the_flows_layer_counts_and_balances_rows():
+@pytest.mark.parametrize("weights", ["auto", "scale", "magnitude"])
+def test_spread_flow_takes_the_flows_layer_counts_and_balances_rows(weights):
     torch.manual_seed(0)
     m = Net(norm=True)
     kw = dict(paths=True, paths_target=0.9, input_shape=SHAPE)
-    # the flow's layer budgets with one weight per output row inside them (no layer emptied)
-    flow = mort(_scores(m, paths_structure="flow", **kw), 0.9, CalibrationSettings(min_keep=1)).masks
-    sf = mort(_scores(m, paths_structure="spread_flow", **kw), 0.9, CalibrationSettings(min_keep=0)).masks
+    # the layer budgets of the flow it runs (auto: on |W|, SynFlow's) with one weight per output row
+    # inside them (no layer emptied)
+    flow_weights = "magnitude" if weights == "auto" else weights
+    flow = mort(_scores(m, paths_structure="flow", paths_flow_weights=flow_weights, **kw), 0.9,
+                CalibrationSettings(min_keep=1)).masks
+    sf = mort(_scores(m, paths_structure="spread_flow", paths_flow_weights=weights, **kw), 0.9,
+              CalibrationSettings(min_keep=0)).masks
     assert {n: int(v.sum()) for n, v in sf.items()} == {n: int(v.sum()) for n, v in flow.items()}
     for n, v in sf.items():  # every row its equal share of the layer's count (up to one)
         rows = v.flatten(1).sum(1)
@@ -123,10 +128,30 @@ def test_spread_flow_takes_the_flows_layer_counts_and_balances_rows():
     assert any(not torch.equal(flow[n], sf[n]) for n in flow)
 
 
+def test_flow_weights_set_the_layer_budgets_and_auto_keeps_the_flows_mask_on_the_layer_scale():
+    torch.manual_seed(0)
+    m = Net(norm=True)
+    kw = dict(paths=True, paths_target=0.95, input_shape=SHAPE)
+
+    def counts(**o):
+        masks = mort(_scores(m, **kw, **o), 0.95, CalibrationSettings(min_keep=1)).masks
+        return {n: int(v.sum()) for n, v in masks.items()}
+
+    # the flow's own mask: auto runs it on the layer scales (unit weights per layer), as before
+    assert counts(paths_structure="flow") == counts(paths_structure="flow", paths_flow_weights="scale")
+    # the weights act: |W| spreads the scores inside a layer, so the budgets move
+    assert counts(paths_structure="flow", paths_flow_weights="scale") != \
+        counts(paths_structure="flow", paths_flow_weights="magnitude")
+
+
 @pytest.mark.parametrize("kw, match", [
     (dict(paths_structure="spread"), r"paths_structure='spread' act only with paths=True"),
     (dict(paths=True, paths_structure="spread", paths_rounds=50), r"paths_rounds=50 acts only on the path flow"),
     (dict(paths=True, paths_structure="wide"), r"paths_structure='wide'.*flow.*spread.*spread_flow.*auto"),
+    (dict(paths_flow_weights="magnitude"), r"paths_flow_weights='magnitude' act only with paths=True"),
+    (dict(paths=True, paths_structure="spread", paths_flow_weights="scale"),
+     r"paths_flow_weights='scale' acts only on the path flow"),
+    (dict(paths=True, paths_flow_weights="unit"), r"paths_flow_weights='unit'.*auto.*scale.*magnitude"),
 ])
 def test_structure_settings_that_cannot_act_are_errors(kw, match):
     with pytest.raises(ValueError, match=match):

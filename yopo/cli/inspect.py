@@ -62,6 +62,9 @@ def run(args) -> int:
             raise ValueError(f"{', '.join(given)} act on a mask: pass --sparsity or --pattern too")
         return 0
     else:
+        if "--kept-scale" in calibration_flags(args) and not a.mask_out:
+            raise ValueError("--kept-scale does not change the mask, only how training starts from it: it is "
+                             "recorded in the mask file, so pass --mask-out too (or give it to `yopo train`)")
         settings = calibration_from(args, base=fam.calibration_settings)
         cal = fam.calibrate(a.sparsity, settings)
         layer_table(cal)

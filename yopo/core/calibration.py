@@ -38,6 +38,7 @@ import torch
 from . import allocation as alloc
 from .config import opt, validate_fields
 from .layers import from_rows, to_rows
+from .masks import KEPT_SCALES
 from .ranking import RANKINGS, select
 from .selection import (count_true, keep_best_along, n_keep, robust_stats, safe_scale, threshold_stats,
                         topk_mask, topk_mask_cut)
@@ -84,6 +85,11 @@ class CalibrationSettings:
                                   "bisection on alpha (global/layerwise/uniform with score ranking)", SOLVERS)
     exclude: tuple[str, ...] = opt((), "glob patterns of layers left dense (not pruned, not in the budget), or "
                                    ":first / :last", check=_check_exclude)
+    kept_scale: str = opt("none", "how the kept weights start when the masks are applied for training (the mask is "
+                          "the same): none = as initialized (the paper), layer_rms = each layer's kept weights scaled "
+                          "to the RMS of its dense init, as a random mask would keep them (a ranking that keeps the "
+                          "largest weights starts a normalized layer with a smaller effective learning rate); auto = "
+                          "layer_rms if every hidden layer is followed by a normalization, else none", KEPT_SCALES)
 
     def __post_init__(self):
         validate_fields(self)

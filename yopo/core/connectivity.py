@@ -171,3 +171,12 @@ def scale_invariant(model: nn.Module, names, input_shape: tuple[int, ...] | None
                 found.add(n)
             w.copy_(keep)
     return found
+
+
+def normalized_net(model: nn.Module, names, input_shape: tuple[int, ...] | None = None) -> bool:
+    """Whether every prunable layer of ``names`` (in model order) but the last, the output layer,
+    is :func:`scale_invariant`: each hidden layer is followed by a normalization that restores
+    the scale (ResNets, WRNs, VGG-BN). The one test behind the automatic choices of the
+    recommended preset (the YOPO path structure and ``kept_scale``)."""
+    hidden = list(names)[:-1]
+    return bool(hidden) and scale_invariant(model, hidden, input_shape) == set(hidden)

@@ -24,7 +24,10 @@ from torch.nn.utils import prune
 from torch.utils.weak import WeakIdKeyDictionary
 
 from .layers import prunable_layers
+from .validate import check_choice
 
+#: how the kept weights start when masks are applied (``apply_masks(kept_scale=...)``)
+KEPT_SCALES = ("none", "layer_rms", "auto")
 MASK_BUFFER = "weight_mask"  # the mask of ``<attr>`` is the buffer ``<attr>_mask`` (torch prune's name)
 # hook handles keyed weakly by parameter: a deep copy of a masked model gets fresh parameters
 # (without hooks), and apply_masks on the copy must not find a stale handle
@@ -52,19 +55,42 @@ def check_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
 
 
 @torch.no_grad()
-def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
+def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor], *, kept_scale: str = "none",
+                input_shape: tuple[int, ...] | None = None) -> nn.Module:
     """Set the pruned weights of ``model`` to 0 in place and keep them 0; returns the model.
 
     ``masks`` maps parameter names to bool (or 0/1) tensors of the weight's shape. Applying masks
     again replaces the earlier ones. Pruned entries are *filled* with 0 (an Inf or NaN there
     becomes 0), and so is their gradient.
+
+    ``kept_scale`` (:data:`KEPT_SCALES`): ``none`` leaves the kept weights as they are (the paper:
+    train from the same initialization); ``layer_rms`` first multiplies each layer's kept weights by
+    one factor so that their RMS equals the RMS of the layer's whole (still dense) weight, the
+    scale its init scheme drew it at. A ranking that keeps a layer's largest weights (magnitude,
+    SNIP, YOPO's residual) otherwise starts the layer 1.5-3x larger than a random mask of the same
+    count would; behind a normalization the weight scale sets the layer's effective learning rate
+    (lr / |w|^2), so such a layer starts 2-9x slower (docs/method_quality.md). Positions and signs
+    are unchanged; it needs the dense weights, so masking a layer that is already masked with it
+    is an error. ``auto`` (the recommended preset): ``layer_rms`` if every masked layer but the
+    last is followed by a normalization (:func:`yopo.core.connectivity.normalized_net`, one
+    forward per layer on a seeded batch of shape ``(4, *input_shape)``, default: guessed from the
+    first layer), else ``none``: without normalization the weight scale sets the signal instead,
+    and shrinking the kept weights to the init's RMS measured slightly worse there.
     """
+    check_choice("kept_scale", kept_scale, KEPT_SCALES)
     check_masks(model, masks)
+    if kept_scale == "auto":
+        kept_scale = resolve_kept_scale(model, masks, input_shape)
     for name, m in masks.items():
         module, attr = _module_and_attr(model, name)
         w = getattr(module, attr)  # "weight", or e.g. MultiheadAttention's "in_proj_weight"
         buf = attr + "_mask"
         mask = m.to(device=w.device, dtype=torch.bool)
+        if kept_scale == "layer_rms":
+            if buf in module._buffers:
+                raise ValueError(f"kept_scale='layer_rms' scales {name!r} to the RMS of its dense weights, but it is "
+                                 f"already masked (its pruned entries are 0): apply it once, to the initialization")
+            _scale_kept_to_layer_rms(w, mask)
         w.masked_fill_(~mask, 0)
         # non-persistent: a masked model's state dict loads into a plain model (see module doc)
         module._buffers.pop(buf, None)
@@ -78,6 +104,31 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor]) -> nn.Module:
                      module.register_load_state_dict_post_hook(
                          lambda mod, _incompatible, a=attr: _rezero_after_load(mod, a)))
     return model
+
+
+def resolve_kept_scale(model: nn.Module, masks: dict[str, torch.Tensor],
+                       input_shape: tuple[int, ...] | None = None) -> str:
+    """What ``kept_scale="auto"`` does on ``model`` (dense) with ``masks``: ``layer_rms`` or ``none``."""
+    from .connectivity import normalized_net
+
+    names = [l.name for l in prunable_layers(model) if l.name in masks]
+    try:
+        normalized = normalized_net(model, names, input_shape)
+    except (RuntimeError, ValueError, TypeError, IndexError) as e:  # the net does not take one float tensor
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"kept_scale='auto' runs {type(model).__name__} on a float input to test for normalization "
+                         f"layers and it failed ({type(e).__name__}: {first}); pass input_shape, or choose "
+                         f"kept_scale='none' or 'layer_rms'") from e
+    return "layer_rms" if normalized else "none"
+
+
+def _scale_kept_to_layer_rms(w: torch.Tensor, mask: torch.Tensor) -> None:
+    """Multiply ``w`` in place by RMS(w) / RMS(w[mask]) (float64 sums; a layer that keeps nothing,
+    or only zeros, is left as it is)."""
+    kept = w[mask].double()
+    now = kept.pow(2).mean().sqrt() if kept.numel() else kept.new_zeros(())
+    if now > 0:
+        w.mul_((w.double().pow(2).mean().sqrt() / now).to(w.dtype))
 
 
 def _consume_legacy_mask(module, state_dict, prefix, attr: str) -> None:

@@ -33,27 +33,31 @@ PRESETS: dict[str, Preset] = {
         "per output row, every layer pruned",
         calibration={"allocation": "global", "ranking": "score", "robust": "mad", "min_keep": 1, "col_keep": 0,
                      "class_keep": 0,
-                     "min_layer_density": 0.0, "exclude": ()},
+                     "min_layer_density": 0.0, "exclude": (), "kept_scale": "none"},
         yopo={"rank": 7, "iters": 200, "nmf_solver": "mu", "nmf_init": "uniform", "loss": "frobenius",
               "normalize": "none", "per_channel": False, "eps": 1e-8, "storage_dtype": "float32",
               "rank_fraction": 0.0, "full_rank": "clip", "residual_scale": "none", "fast": False, "paths": False}),
     # the paper's saliency with a structure that keeps the kept weights useful: in a net whose hidden
     # layers are all followed by a normalization (ResNets, VGG-BN) every unit keeps inputs (rows
-    # balanced) at the layer densities of a unit-weight path flow; otherwise the flow (conserved
-    # layer by layer) decides how many weights each layer keeps and which units stay connected
-    # (docs/method_quality.md has the ablation behind every choice)
+    # balanced) at the layer densities of SynFlow's |W| flow, and the kept weights start at their
+    # layer's init RMS; otherwise the unit-weight flow (conserved layer by layer) decides how many
+    # weights each layer keeps and which units stay connected (docs/method_quality.md has the
+    # ablation behind every choice)
     "recommended": Preset(
         "YOPO with a structure that keeps every kept weight useful: the paper's NMF residual (rank 7, MU-200), "
         "then a 100-round unit-weight path flow to the target sparsity that keeps the weights on the most "
         "input-output paths (ties broken by the residual); if every hidden layer is followed by a normalization "
-        "(width is free there), only the flow's layer densities are kept and each output row gets its equal share "
-        "of its layer's budget, ranked by the residual (spread_flow); pooled calibration of that order, no "
+        "(width is free there), only the layer densities of the same flow on |W| (SynFlow's) are kept and each "
+        "output row gets its equal share of its layer's budget, ranked by the residual (spread_flow); pooled "
+        "calibration of that order, no "
         "forced survivors in hidden rows (a row without paths is a pruned unit, not a collapse) but one per "
         "class row of the last layer "
         "(the flow can starve a class at 98%+), every layer keeps at least 0.2% of its weights (the "
-        "flow alone empties ResNet downsampling shortcuts)",
+        "flow alone empties ResNet downsampling shortcuts); on a normalized net the kept weights start at each "
+        "layer's init RMS (kept_scale auto: the residual keeps a layer's largest weights, which would start it "
+        "with a 4-9x smaller effective learning rate)",
         calibration={"allocation": "global", "ranking": "score", "robust": "mad", "min_keep": 0, "col_keep": 0,
-                     "class_keep": 1, "min_layer_density": 0.002, "exclude": ()},
+                     "class_keep": 1, "min_layer_density": 0.002, "exclude": (), "kept_scale": "auto"},
         yopo={"rank": 7, "iters": 200, "nmf_solver": "mu", "nmf_init": "uniform", "loss": "frobenius",
               "normalize": "none", "per_channel": False, "eps": 1e-8, "storage_dtype": "float32",
               "rank_fraction": 0.0, "full_rank": "clip", "residual_scale": "none", "fast": False,

@@ -38,7 +38,8 @@ METHOD_KEYS = ("label", "method", "preset", "opts", "mode")
 # behaviour (calibration: ``allocation`` and ``robust`` are hashed as ``mode`` and ``robust``).
 IDENTITY_BASE = {
     "calibration": {"ranking": "score", "min_keep": 1, "col_keep": 0, "class_keep": 0, "min_layer_density": 0.0,
-                    "calibration_solver": "exact", "exclude": []},
+                    "calibration_solver": "exact", "exclude": [],
+                    "kept_scale": "none"},
     "yopo": {"rank": 7, "iters": 200, "nmf_init": "uniform", "loss": "frobenius", "normalize": "none",
              "per_channel": False, "per_channel_rank": 1, "eps": 1e-8, "max_batch_elems": 1 << 22,
              "nmf_solver": "mu", "storage_dtype": "float32", "nmf_threads": 0,
@@ -46,7 +47,11 @@ IDENTITY_BASE = {
              # (the fused kernel agrees with it on >= 0.9999 of mask entries, docs/performance.md)
              "kernel": "auto", "fast": False, "rank_fraction": 0.0, "full_rank": "clip", "residual_scale": "none",
              "paths": False, "paths_target": None, "paths_rounds": 100, "input_shape": [],
-             "paths_structure": "flow"},
+             "paths_structure": "flow",
+             # auto: the flow's behaviour is unchanged, spread_flow's layer densities changed from the
+             # scale flow to the magnitude flow on 2026-12-01; the CIFAR databases' runs of the old
+             # behaviour were moved to their explicit paths_flow_weights="scale" ids then
+             "paths_flow_weights": "auto"},
 }
 
 

@@ -261,7 +261,7 @@ def run(cfg: TrainConfig, *, method: str | None = "yopo", sparsity: float = 0.9,
         with warnings_once_per_run():
             m, provenance, cal = resolve_masks(masks, model, sparsity=sparsity, calibration=calibration,
                                                model_name=cfg.model)
-        apply_masks(model, m)
+        apply_masks(model, m, kept_scale=cal.settings.kept_scale, input_shape=data.input_shape)
         label = "mask"
     elif method in DENSE:
         label = "dense"
@@ -278,7 +278,7 @@ def run(cfg: TrainConfig, *, method: str | None = "yopo", sparsity: float = 0.9,
                 buf = t.to(device=device if dist.get_backend() == "nccl" else "cpu", dtype=torch.uint8)
                 dist.broadcast(buf, 0)
                 t.copy_(buf.bool())
-        apply_masks(model, m)
+        apply_masks(model, m, kept_scale=cal.settings.kept_scale, input_shape=data.input_shape)
         label = method
     seed_everything(cfg.seed)  # training randomness does not depend on how the mask was obtained
     from ...core.counting import count

@@ -48,7 +48,7 @@ import warnings
 import torch
 
 from ...core.calibration import CalibrationSettings, CollapseWarning, mort
-from ...core.connectivity import input_shape_of, linearized, scale_invariant
+from ...core.connectivity import input_shape_of, linearized, normalized_net
 from ...core.layers import get_weight
 from ...core.progress import get_logger
 from ..support.flow import iterative_flow
@@ -66,15 +66,17 @@ def path_flow(model, ctx, scores: dict[str, torch.Tensor], cfg) -> dict[str, tor
     shape = tuple(cfg.input_shape) if cfg.input_shape else input_shape_of(model)
     structure = cfg.paths_structure
     if structure == "auto":
-        hidden = [l.name for l in ctx.layers[:-1]]
-        invariant = _on_the_net(model, shape, lambda: scale_invariant(model, hidden, shape))
-        structure = "spread_flow" if hidden and invariant == set(hidden) else "flow"
+        names = [l.name for l in ctx.layers]
+        structure = "spread_flow" if _on_the_net(model, shape, lambda: normalized_net(model, names, shape)) else "flow"
         get_logger("paths").info("paths_structure=auto: %s (%s)", structure,
                                  "every hidden layer is followed by a normalization" if structure == "spread_flow"
                                  else "some hidden layer is not followed by a normalization")
     if structure == "spread":
         return spread(scores, cfg.paths_target)
-    flow = _on_the_net(model, shape, lambda: _flow(model, ctx, scores, cfg, shape))
+    weighting = cfg.paths_flow_weights
+    if weighting == "auto":
+        weighting = "magnitude" if structure == "spread_flow" else "scale"
+    flow = _on_the_net(model, shape, lambda: _flow(model, ctx, scores, cfg, shape, weighting))
     if structure == "spread_flow":
         return spread(scores, cfg.paths_target, flow_densities(flow, cfg.paths_target))
     return flow
@@ -129,14 +131,17 @@ def spread(scores: dict[str, torch.Tensor], target: float,
     return {n: s / top + 2.0 * masks[n].to(s.dtype) for n, s in scores.items()}
 
 
-def _flow(model, ctx, scores: dict[str, torch.Tensor], cfg, shape) -> dict[str, torch.Tensor]:
+def _flow(model, ctx, scores: dict[str, torch.Tensor], cfg, shape, weighting: str) -> dict[str, torch.Tensor]:
+    """The iterative flow on the linearized net whose weights are ``weighting``: scale (each
+    layer's mean |W|) or magnitude (|W|), times 1 + TIE_EPS * residual / max residual."""
     net = linearized(model).to(ctx.device)
     weights = {}
     with torch.no_grad():
         for n, s in scores.items():
             w = get_weight(net, n)  # |W| in the linearized copy
             s = s.to(device=w.device, dtype=w.dtype)
-            w.copy_(w.mean() * (1.0 + TIE_EPS * s / s.max().clamp_min(1e-30)))
+            base = w.mean() if weighting == "scale" else w.clone()
+            w.copy_(base * (1.0 + TIE_EPS * s / s.max().clamp_min(1e-30)))
             weights[n] = w
     return iterative_flow(net, weights, ctx.layers, target=cfg.paths_target, rounds=cfg.paths_rounds,
                           schedule="exponential", input_shape=shape, device=ctx.device, reconnect=True)

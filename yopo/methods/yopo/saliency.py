@@ -22,6 +22,7 @@ NORMALIZE = ("none", "median")
 FULL_RANK = ("clip", "magnitude", "reduce")
 RESIDUAL_SCALE = ("none", "layer_rms", "weight_mean")
 PATHS_STRUCTURES = ("flow", "spread", "spread_flow", "auto")
+PATHS_FLOW_WEIGHTS = ("auto", "scale", "magnitude")
 
 
 class RankWarning(UserWarning):
@@ -52,13 +53,17 @@ def _check_combinations(cfg: "YopoConfig") -> None:
     """The cross-field rules (single-field rules are declared on the fields)."""
     if not cfg.paths:
         idle = [f"{k}={getattr(cfg, k)!r}" for k, v in (("paths_target", None), ("paths_rounds", 100),
-                                                          ("input_shape", ()), ("paths_structure", "flow"))
+                                                          ("input_shape", ()), ("paths_structure", "flow"),
+                                                          ("paths_flow_weights", "auto"))
                 if getattr(cfg, k) != v]
         if idle:
             raise ValueError(f"{', '.join(idle)} act only with paths=True (--paths)")
     elif cfg.paths_structure == "spread" and cfg.paths_rounds != 100:
         raise ValueError(f"paths_rounds={cfg.paths_rounds!r} acts only on the path flow; paths_structure='spread' "
                          f"runs no rounds (use paths_structure='flow' or 'auto')")
+    elif cfg.paths_structure == "spread" and cfg.paths_flow_weights != "auto":
+        raise ValueError(f"paths_flow_weights={cfg.paths_flow_weights!r} acts only on the path flow; "
+                         f"paths_structure='spread' runs no flow (use paths_structure='flow', 'spread_flow' or 'auto')")
     if cfg.nmf_solver != "mu" and cfg.loss != "frobenius":
         raise ValueError(f"nmf_solver={cfg.nmf_solver!r} supports loss='frobenius' only; got loss={cfg.loss!r}")
     if cfg.fast and (cfg.nmf_solver != "mu" or cfg.iters != 200):
@@ -127,6 +132,12 @@ class YopoConfig:
                                "ERK's; auto = spread_flow if every layer but the last is followed by a "
                                "normalization (its weight scale does not set the output's scale: fan-in cannot "
                                "starve a unit's signal), else flow", PATHS_STRUCTURES)
+    paths_flow_weights: str = opt("auto", "with --paths: the weights the path flow runs on: scale = each layer's "
+                                  "mean |W| (weights of a layer differ only by their path counts, so the flow's "
+                                  "own mask connects whole units end to end), magnitude = |W| (SynFlow's flow: "
+                                  "weights of a layer differ, so its layer densities vary smoothly instead of in "
+                                  "whole-layer blocks); auto = scale when the flow's mask is the result (flow), "
+                                  "magnitude when only its layer densities are (spread_flow)", PATHS_FLOW_WEIGHTS)
     input_shape: tuple[int, ...] = opt((), "with --paths: one input sample's shape for the flow (default: the data's, "
                                        "or guessed from the first layer)", low=1)
     fast: bool = opt(False, f"replace MU-200 by {FAST_SOLVER.upper()} for {FAST_PASSES} passes over W (reaches "
