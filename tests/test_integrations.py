@@ -136,3 +136,50 @@ def test_lightning_callback_keeps_pruned_weights_zero(tmp_path):
     for name, m in cb.masks.items():
         w = lit.get_parameter(name).detach()
         assert (w[~m] == 0).all() and (w[m] != 0).float().mean() > 0.99
+
+
+# --- kept_scale in both callbacks ---
+
+def _rms(t):
+    return float(t.double().pow(2).mean().sqrt())
+
+
+def test_hf_callback_rescales_the_init_once_and_not_a_resumed_checkpoint():
+    transformers, model = _tiny_bert()
+    from yopo.integrations.hf_trainer import YopoMaskCallback
+
+    dense = {n: p.detach().clone() for n, p in model.named_parameters()}
+    cb = YopoMaskCallback.from_model(model, 0.8, iters=10, kept_scale="layer_rms")
+    cb.on_train_begin(None, transformers.TrainerState(), None, model=model)  # a fresh run: global_step 0
+    for name, m in cb.masks.items():
+        w = model.get_parameter(name).detach()
+        assert _rms(w[m]) == pytest.approx(_rms(dense[name]), rel=1e-5), name
+    # a resumed run: the Trainer has loaded the (already rescaled) checkpoint before on_train_begin
+    _, resumed = _tiny_bert()
+    resumed.load_state_dict(model.state_dict())
+    loaded = {n: resumed.get_parameter(n).detach().clone() for n in cb.masks}
+    cb.on_train_begin(None, transformers.TrainerState(global_step=3), None, model=resumed)
+    assert all(torch.equal(resumed.get_parameter(n).detach(), loaded[n]) for n in cb.masks)
+    with pytest.raises(ValueError, match=r"kept_scale='rms' is not allowed"):
+        YopoMaskCallback(cb.masks, kept_scale="rms")
+
+
+def test_lightning_callback_rescales_at_setup():
+    L = pytest.importorskip("lightning", reason="lightning is an optional extra (pip install 'yopo[lightning]')")
+    from yopo.integrations.lightning import YopoMaskCallback
+
+    class Lit(L.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(8, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 3))
+
+        def forward(self, x):
+            return self.net(x)
+
+    torch.manual_seed(0)
+    lit = Lit()
+    dense = {n: p.detach().clone() for n, p in lit.named_parameters()}
+    cb = YopoMaskCallback.from_model(lit, 0.7, iters=10, kept_scale="auto", input_shape=(8,))
+    cb.setup(None, lit, "fit")
+    for name, m in cb.masks.items():  # auto: every hidden layer is normalized, so layer_rms
+        assert _rms(lit.get_parameter(name).detach()[m]) == pytest.approx(_rms(dense[name]), rel=1e-5), name

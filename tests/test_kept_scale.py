@@ -81,6 +81,28 @@ def test_bad_values_and_a_second_application_are_one_line_errors():
     assert KEPT_SCALES == ("none", "layer_rms", "auto")
 
 
+def test_a_pruned_checkpoint_is_refused_not_shrunk():
+    """A plain model loaded from a pruned checkpoint has no mask buffers, but its pruned entries
+    are 0: the RMS over them would shrink the kept weights by sqrt(density)."""
+    net = _net()
+    masks = {n: _largest(p.detach(), 30) for n, p in net.named_parameters() if n.endswith("weight")}
+    apply_masks(net, masks, kept_scale="layer_rms")
+    plain = _net()
+    plain.load_state_dict(net.state_dict())
+    with pytest.raises(ValueError, match=r"'0.weight'.*every pruned entry is already 0.*kept_scale='none'"):
+        apply_masks(plain, masks, kept_scale="layer_rms")
+    apply_masks(plain, masks)  # the resume path: as loaded
+    assert torch.equal(plain[0].weight.detach(), net[0].weight.detach())
+    # only the second layer pruned: refused before the first one is touched
+    half = _net()
+    with torch.no_grad():
+        half[2].weight.masked_fill_(~masks["2.weight"], 0)
+    first = half[0].weight.detach().clone()
+    with pytest.raises(ValueError, match=r"'2.weight'.*every pruned entry is already 0"):
+        apply_masks(half, masks, kept_scale="layer_rms")
+    assert torch.equal(half[0].weight.detach(), first) and not yopo.get_masks(half)
+
+
 class _FirstWeights(Hook):
     """The prunable weights the training starts from."""
 

@@ -147,6 +147,8 @@ def test_cli_pattern(tmp_path, capsys):
     (["--pattern", "2:4", "--sparsity", "0.8"], "both set"),
     (["--pattern", "2:4", "--col-keep", "1"], "no N:M meaning"),
     (["--pattern", "3:4", "--semi-structured-out", "x.pt"], "at most 2 of 4"),
+    (["--pattern", "2:4", "--semi-structured-out", "x.pt", "--kept-scale", "layer_rms"],
+     "--kept-scale layer_rms cannot act on --semi-structured-out"),
     (["--model", "resnet20", "--pattern", "2:4"], "'conv1.weight': input dimension 3 is not divisible by M=4"),
     (["--pattern", "2:2"], "1 <= N < M"),
 ])

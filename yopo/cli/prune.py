@@ -12,8 +12,8 @@ from ..core.config import add_dataclass_args, from_args, opt, parse_options, spa
 from ..core.nm import INDIVISIBLE
 from ..core.presets import PRESETS
 from ..models import INITS, width_kwargs
-from .settings import (DEFAULT_PRESET, PRESET_HELP, add_calibration_args, add_yopo_args, calibration_from, layer_table, yopo_flags,
-                       yopo_from)
+from .settings import (DEFAULT_PRESET, PRESET_HELP, add_calibration_args, add_yopo_args, calibration_flags,
+                       calibration_from, layer_table, yopo_flags, yopo_from)
 
 
 @dataclass(frozen=True)
@@ -93,6 +93,9 @@ def run(args) -> int:
         check_out_file(a.mask_out, "--mask-out")
         if os.path.abspath(a.mask_out) == os.path.abspath(a.out):
             raise ValueError(f"--mask-out={a.mask_out!r} is the same file as --out; give two names")
+    if a.semi_structured_out and "--kept-scale" in calibration_flags(args):
+        raise ValueError(f"--kept-scale {cal_settings.kept_scale} cannot act on --semi-structured-out: the export "
+                         f"keeps the weights as loaded (give --kept-scale to `yopo train`)")
     pattern = _check_pattern_args(a, cal_settings)
     if a.sparsity is None:
         a = dataclasses.replace(a, sparsity=0.9 if pattern is None else pattern.sparsity)

@@ -74,22 +74,21 @@ def apply_masks(model: nn.Module, masks: dict[str, torch.Tensor], *, kept_scale:
     is an error. ``auto`` (the recommended preset): ``layer_rms`` if every masked layer but the
     last is followed by a normalization (:func:`yopo.core.connectivity.normalized_net`, one
     forward per layer on a seeded batch of shape ``(4, *input_shape)``, default: guessed from the
-    first layer), else ``none``: without normalization the weight scale sets the signal instead,
-    and shrinking the kept weights to the init's RMS measured slightly worse there.
+    first layer), else ``none``: without normalization the weight scale is also the signal, which
+    a sparse mask already shrinks with the kept fan-in, and the measured effect there was mixed.
     """
     check_choice("kept_scale", kept_scale, KEPT_SCALES)
     check_masks(model, masks)
     if kept_scale == "auto":
         kept_scale = resolve_kept_scale(model, masks, input_shape)
+    if kept_scale == "layer_rms":
+        _check_dense(model, masks)  # every layer first: nothing is half-applied
     for name, m in masks.items():
         module, attr = _module_and_attr(model, name)
         w = getattr(module, attr)  # "weight", or e.g. MultiheadAttention's "in_proj_weight"
         buf = attr + "_mask"
         mask = m.to(device=w.device, dtype=torch.bool)
         if kept_scale == "layer_rms":
-            if buf in module._buffers:
-                raise ValueError(f"kept_scale='layer_rms' scales {name!r} to the RMS of its dense weights, but it is "
-                                 f"already masked (its pruned entries are 0): apply it once, to the initialization")
             _scale_kept_to_layer_rms(w, mask)
         w.masked_fill_(~mask, 0)
         # non-persistent: a masked model's state dict loads into a plain model (see module doc)
@@ -120,6 +119,23 @@ def resolve_kept_scale(model: nn.Module, masks: dict[str, torch.Tensor],
                          f"layers and it failed ({type(e).__name__}: {first}); pass input_shape, or choose "
                          f"kept_scale='none' or 'layer_rms'") from e
     return "layer_rms" if normalized else "none"
+
+
+def _check_dense(model: nn.Module, masks: dict[str, torch.Tensor]) -> None:
+    """``layer_rms`` needs each layer's dense weights: refuse a masked layer or a pruned checkpoint."""
+    for name, m in masks.items():
+        module, attr = _module_and_attr(model, name)
+        w = getattr(module, attr)
+        if attr + "_mask" in module._buffers:
+            raise ValueError(f"kept_scale='layer_rms' scales {name!r} to the RMS of its dense weights, but it is "
+                             f"already masked (its pruned entries are 0): apply it once, to the initialization")
+        mask = m.to(device=w.device, dtype=torch.bool)
+        pruned = w[~mask]
+        if pruned.numel() and not pruned.any() and w[mask].any():
+            # a plain model loaded from a pruned checkpoint (its kept weights were rescaled when it
+            # was first masked): the RMS over its zeros would shrink them by sqrt(density)
+            raise ValueError(f"kept_scale='layer_rms' scales {name!r} to the RMS of its dense weights, but every "
+                             f"pruned entry is already 0 (a pruned checkpoint?): use kept_scale='none' there")
 
 
 def _scale_kept_to_layer_rms(w: torch.Tensor, mask: torch.Tensor) -> None:
