@@ -21,40 +21,26 @@ try:
 except ImportError as e:  # pragma: no cover - the extra is missing
     raise ImportError("yopo.integrations.hf_trainer needs transformers: pip install 'yopo[hf]'") from e
 
-from ..core.masks import KEPT_SCALES, apply_masks, reapply
-from ..core.validate import check_choice
-from .masking import masks_for_model, masks_from
+from ..core.masks import reapply
+from .masking import MaskHolder
 
 
-class YopoMaskCallback(TrainerCallback):
+class YopoMaskCallback(MaskHolder, TrainerCallback):
     """Apply ``masks`` at train begin and keep pruned weights at 0 after every optimizer step.
     ``masks``: a dict {parameter name: bool tensor}, a :class:`yopo.Family` (with ``sparsity``)
-    or a family / mask file path. ``kept_scale`` (:data:`yopo.core.masks.KEPT_SCALES`) is passed
-    to :func:`yopo.apply_masks` (``layer_rms``: each layer's kept weights start at the RMS of its
-    dense init; ``auto`` tests the model for normalization layers, with ``input_shape`` when the
-    first layer does not tell it)."""
+    or a family / mask file path; ``kept_scale``, ``input_shape`` and ``from_model``: see
+    :class:`yopo.integrations.masking.MaskHolder`."""
 
     def __init__(self, masks, *, sparsity=None, mode: str = "global", kept_scale: str = "none",
                  input_shape: tuple[int, ...] | None = None):
-        self.masks = masks_from(masks, sparsity=sparsity, mode=mode)
-        check_choice("kept_scale", kept_scale, KEPT_SCALES)
-        self.kept_scale, self.input_shape = kept_scale, input_shape
-
-    @classmethod
-    def from_model(cls, model, sparsity, *, kept_scale: str = "none", input_shape=None,
-                   **score_opts) -> "YopoMaskCallback":
-        """Score ``model`` now (before training) and calibrate; see
-        :func:`yopo.integrations.masking.masks_for_model` for the options."""
-        masks = masks_for_model(model, sparsity, **score_opts)
-        return cls(masks, kept_scale=kept_scale, input_shape=input_shape)
+        self._hold(masks, sparsity=sparsity, mode=mode, kept_scale=kept_scale, input_shape=input_shape)
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         if model is None:
             raise ValueError("YopoMaskCallback: the Trainer passed no model to on_train_begin")
         # a resumed run (global_step > 0) has loaded its checkpoint, whose kept weights were
         # rescaled when the run started: rescaling again would measure the RMS over the zeros
-        kept = self.kept_scale if state.global_step == 0 else "none"
-        apply_masks(model, self.masks, kept_scale=kept, input_shape=self.input_shape)
+        self._apply(model, rescale=state.global_step == 0)
 
     def on_optimizer_step(self, args, state, control, model=None, **kwargs):
         if model is not None:

@@ -5,6 +5,8 @@
 calibrated with ``mode``). :func:`masks_for_model` scores a model once (any data-free method) and
 calibrates it: call it on the model *before* training (at initialization, or on the pretrained
 weights), not on a checkpoint being resumed, whose pruned weights are already zero.
+:class:`MaskHolder` is what both callbacks hold: the masks, how the kept weights start
+(``kept_scale``) and ``from_model``.
 """
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ import torch
 
 from ..core.calibration import calibrate
 from ..core.family import Family, load_mask
+from ..core.masks import KEPT_SCALES, apply_masks
 from ..core.registry import get_method, score
+from ..core.validate import check_choice
 
 
 def masks_from(source, *, sparsity=None, mode: str = "global") -> dict[str, torch.Tensor]:
@@ -46,3 +50,27 @@ def masks_for_model(model, sparsity, *, method: str = "yopo", mode: str = "globa
     if not get_method(method).data_free:
         raise ValueError(f"method {method!r} needs data; score it yourself and pass the masks")
     return calibrate(score(model, method, seed=seed, exclude=exclude, **method_opts), sparsity, mode=mode)
+
+
+class MaskHolder:
+    """The part the HF and Lightning callbacks share. ``kept_scale`` (:data:`KEPT_SCALES`) is passed
+    to :func:`yopo.apply_masks` (``layer_rms``: each layer's kept weights start at the RMS of its
+    dense init; ``auto`` tests the model for normalization layers, with ``input_shape`` when the
+    first layer does not tell it)."""
+
+    def _hold(self, masks, *, sparsity, mode: str, kept_scale: str, input_shape) -> None:
+        self.masks = masks_from(masks, sparsity=sparsity, mode=mode)
+        check_choice("kept_scale", kept_scale, KEPT_SCALES)
+        self.kept_scale, self.input_shape = kept_scale, input_shape
+
+    def _apply(self, model, *, rescale: bool = True) -> None:
+        """Mask ``model``; ``rescale=False`` for weights loaded from a checkpoint of this run, whose
+        kept weights were rescaled when it started."""
+        apply_masks(model, self.masks, kept_scale=self.kept_scale if rescale else "none",
+                    input_shape=self.input_shape)
+
+    @classmethod
+    def from_model(cls, model, sparsity, *, kept_scale: str = "none", input_shape=None, **score_opts):
+        """Score ``model`` now (before training) and calibrate; see :func:`masks_for_model` for the
+        options."""
+        return cls(masks_for_model(model, sparsity, **score_opts), kept_scale=kept_scale, input_shape=input_shape)
