@@ -93,6 +93,48 @@ def test_config_json_toml_and_errors(tmp_path):
         load_config(tmp_path / "none.toml")
 
 
+def test_extends_overlays_tables_replaces_lists_and_keeps_run_ids(tmp_path):
+    base = dict(spec_dict(tmp_path / "out", seeds=[0, 1, 2]), train={"epochs": 1, "device": "cpu", "lr": 0.05},
+                calibration={"min_keep": 0})
+    (tmp_path / "base.json").write_text(json.dumps(base))
+    sub = tmp_path / "controls"
+    sub.mkdir()
+    # relative to the extending file; a second level (a -> b -> base) resolves the same way
+    (sub / "b.toml").write_text('extends = "../base.json"\nseeds = [2]\n[train]\nepochs = 3\n'
+                                '[[methods]]\nlabel = "magnitude"\nmethod = "magnitude"\n')
+    (sub / "a.toml").write_text('extends = "b.toml"\nname = "a"\n')
+    d = load_config(sub / "a.toml")
+    assert "extends" not in d and d["name"] == "a" and d["seeds"] == [2]
+    assert d["train"] == {"epochs": 3, "device": "cpu", "lr": 0.05}  # merged key by key, the top file wins
+    assert d["calibration"] == {"min_keep": 0} and d["sparsities"] == base["sparsities"]
+    assert [m["label"] for m in d["methods"]] == ["magnitude"]  # a list is replaced whole
+    # same settings -> same run ids as the base config's runs (the name is not part of a run's identity)
+    ids = {r.id for r in expand(SweepSpec.from_dict(dict(base, train=d["train"])))}
+    runs = expand(SweepSpec.from_dict(d))
+    assert len(runs) == 2 and {r.id for r in runs} <= ids
+
+
+def test_extends_errors(tmp_path):
+    (tmp_path / "x.toml").write_text('extends = "y.toml"\n')
+    (tmp_path / "y.toml").write_text('extends = "x.toml"\n')
+    with pytest.raises(ValueError, match=r"cycle \(x.toml -> y.toml -> x.toml\)"):
+        load_config(tmp_path / "x.toml")
+    (tmp_path / "m.toml").write_text('extends = "missing.toml"\n')
+    with pytest.raises(FileNotFoundError, match=r"missing.toml does not exist \(extended by .*m.toml\)"):
+        load_config(tmp_path / "m.toml")
+    (tmp_path / "n.toml").write_text('extends = 3\n')
+    with pytest.raises(ValueError, match="extends must be the path of another sweep config; got 3"):
+        load_config(tmp_path / "n.toml")
+
+
+def test_benchmark_sweep_specs_are_valid():
+    """Every committed benchmark spec (some extend another) loads and expands."""
+    specs = sorted((ROOT / "benchmarks").rglob("*.toml"))
+    assert specs
+    for path in specs:
+        assert expand(SweepSpec.from_dict(load_config(path))), path.name
+
+
 def test_expand_ids_and_families(tmp_path):
     spec = SweepSpec.from_dict(spec_dict(tmp_path, variants=["none", "shuffle"], cross_seed="all"))
     runs = expand(spec)

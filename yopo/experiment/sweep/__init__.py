@@ -13,7 +13,8 @@ are passed to the run function (``run(..., masks=...)``).
 Sweep config (JSON or TOML); every table is read into the dataclass that declares it (unknown keys
 and bad values are one-line errors), with the same key names as the CLI flags and the Python API::
 
-    name = "demo"
+    extends = "base.toml"                # optional: read that config first, lay this one over it
+    name = "demo"                        # (tables merged key by key, lists and values replaced)
     out = "runs/demo"                    # sweep folder: results.sqlite + families/
     models = ["resnet20"]
     datasets = ["cifar10"]

@@ -296,18 +296,50 @@ class SweepSpec:
 
 
 def load_config(path) -> dict:
-    """Read a sweep config from ``.json`` or ``.toml``."""
-    path = Path(path)
+    """Read a sweep config from ``.json`` or ``.toml``.
+
+    A config may name another as its base, ``extends = "other.toml"`` (a path relative to this
+    file): the base is read first (it may extend a third) and this file's keys are laid over it.
+    Tables (``[train]``, ``[dataset_settings.*]``, ``[calibration]``) are merged key by key, with
+    this file's values winning; everything else, ``methods`` included, is replaced whole. So a
+    control sweep (other seeds, variants or methods on the same recipe) states only what differs,
+    and its runs have the same ids as the base's runs of the same settings.
+    """
+    return _load_config(Path(path), ())
+
+
+def _load_config(path: Path, chain: tuple[Path, ...]) -> dict:
     if not path.exists():
-        raise FileNotFoundError(f"sweep config {path} does not exist")
+        raise FileNotFoundError(f"sweep config {path} does not exist" +
+                                (f" (extended by {chain[-1]})" if chain else ""))
     if path.suffix.lower() == ".toml":
         import tomllib
 
         with open(path, "rb") as f:
-            return tomllib.load(f)
-    if path.suffix.lower() == ".json":
-        return json.loads(path.read_text())
-    raise ValueError(f"sweep config must be .json or .toml; got {path.name}")
+            d = tomllib.load(f)
+    elif path.suffix.lower() == ".json":
+        d = json.loads(path.read_text())
+    else:
+        raise ValueError(f"sweep config must be .json or .toml; got {path.name}")
+    if "extends" not in d:
+        return d
+    base = d.pop("extends")
+    if not isinstance(base, str) or not base:
+        raise ValueError(f"sweep config {path.name}: extends must be the path of another sweep config; got {base!r}")
+    base_path = (path.parent / base).resolve()
+    seen = (*chain, path.resolve())
+    if base_path in seen:
+        cycle = " -> ".join(p.name for p in (*seen, base_path))
+        raise ValueError(f"sweep config {path.name}: extends forms a cycle ({cycle})")
+    return _overlay(_load_config(base_path, seen), d)
+
+
+def _overlay(base: dict, top: dict) -> dict:
+    """``base`` with ``top`` laid over it: tables merged recursively, other values replaced."""
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _overlay(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
