@@ -128,7 +128,7 @@ def test_spread_flow_takes_the_flows_layer_counts_and_balances_rows(weights):
     assert any(not torch.equal(flow[n], sf[n]) for n in flow)
 
 
-def test_flow_weights_set_the_layer_budgets_and_auto_keeps_the_flows_mask_on_the_layer_scale():
+def test_flow_weights_set_the_layer_budgets_and_auto_runs_the_flow_on_magnitudes():
     torch.manual_seed(0)
     m = Net(norm=True)
     kw = dict(paths=True, paths_target=0.95, input_shape=SHAPE)
@@ -137,8 +137,8 @@ def test_flow_weights_set_the_layer_budgets_and_auto_keeps_the_flows_mask_on_the
         masks = mort(_scores(m, **kw, **o), 0.95, CalibrationSettings(min_keep=1)).masks
         return {n: int(v.sum()) for n, v in masks.items()}
 
-    # the flow's own mask: auto runs it on the layer scales (unit weights per layer), as before
-    assert counts(paths_structure="flow") == counts(paths_structure="flow", paths_flow_weights="scale")
+    # auto runs the flow on |W| (SynFlow's weights) for its own mask too (since 2026-12-03)
+    assert counts(paths_structure="flow") == counts(paths_structure="flow", paths_flow_weights="magnitude")
     # the weights act: |W| spreads the scores inside a layer, so the budgets move
     assert counts(paths_structure="flow", paths_flow_weights="scale") != \
         counts(paths_structure="flow", paths_flow_weights="magnitude")
@@ -173,7 +173,9 @@ def test_spread_flow_keeps_a_unit_input_where_the_flow_empties_layers():
     kw = dict(paths=True, paths_target=0.95, input_shape=(3, 16, 16), rank=3, iters=20)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        flow = mort(yopo.score(m, "yopo", paths_structure="flow", **kw), 0.95, CalibrationSettings(min_keep=0)).masks
+        # the flow on unit path counts (scale) empties ResNet shortcuts; on |W| it keeps a few weights there
+        flow = mort(yopo.score(m, "yopo", paths_structure="flow", paths_flow_weights="scale", **kw), 0.95,
+                    CalibrationSettings(min_keep=0)).masks
     with warnings.catch_warnings():
         # scoring calibrates the flow internally; only the caller's calibration may warn about a mask
         warnings.simplefilter("error", CollapseWarning)

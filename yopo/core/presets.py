@@ -40,14 +40,14 @@ PRESETS: dict[str, Preset] = {
     # the paper's saliency with a structure that keeps the kept weights useful: in a net whose hidden
     # layers are all followed by a normalization (ResNets, VGG-BN) every unit keeps inputs (rows
     # balanced) at the layer densities of SynFlow's |W| flow, and the kept weights start at their
-    # layer's init RMS; otherwise the unit-weight flow (conserved layer by layer) decides how many
+    # layer's init RMS; otherwise that |W| flow itself (conserved layer by layer) decides how many
     # weights each layer keeps and which units stay connected (docs/method_quality.md has the
     # ablation behind every choice)
     "recommended": Preset(
         "YOPO with a structure that keeps every kept weight useful: the paper's NMF residual (rank 7, MU-200), "
-        "then a 100-round unit-weight path flow to the target sparsity that keeps the weights on the most "
-        "input-output paths (ties broken by the residual); if every hidden layer is followed by a normalization "
-        "(width is free there), only the layer densities of the same flow on |W| (SynFlow's) are kept and each "
+        "then a 100-round path flow on |W| (SynFlow's) to the target sparsity that keeps the weights carrying the "
+        "most input-output flow (ties broken by the residual); if every hidden layer is followed by a normalization "
+        "(width is free there), only the layer densities of that flow are kept and each "
         "output row gets its equal share of its layer's budget, ranked by the residual (spread_flow); pooled "
         "calibration of that order, no "
         "forced survivors in hidden rows (a row without paths is a pruned unit, not a collapse) but one per "

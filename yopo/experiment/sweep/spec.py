@@ -48,9 +48,9 @@ IDENTITY_BASE = {
              "kernel": "auto", "fast": False, "rank_fraction": 0.0, "full_rank": "clip", "residual_scale": "none",
              "paths": False, "paths_target": None, "paths_rounds": 100, "input_shape": [],
              "paths_structure": "flow",
-             # auto: the flow's behaviour is unchanged, spread_flow's layer densities changed from the
-             # scale flow to the magnitude flow on 2026-12-01; the CIFAR databases' runs of the old
-             # behaviour were moved to their explicit paths_flow_weights="scale" ids then
+             # auto: spread_flow's layer densities changed from the scale flow to the magnitude flow
+             # on 2026-12-01, the flow's own mask on 2026-12-03; both times the stored runs of the old
+             # behaviour were moved to their explicit paths_flow_weights="scale" ids
              "paths_flow_weights": "auto"},
 }
 

@@ -22,24 +22,29 @@ The flow:
 Why: at high sparsity, which *units* stay connected matters more than which single weights are
 kept. Masks that keep weights scattered over every neuron (as a per-weight score does) strand many
 of them off every input-output path, while a few neurons connected end to end train well. SynFlow
-(Tanaka et al. 2020) gets this by iterative flow conservation on |W|. Here the flow runs on the
-*topology*: a linearized copy of the net (:func:`yopo.core.connectivity.linearized`) whose prunable
-weights are all equal within a layer, c_l = mean |W_l| (the layer's init scale), slightly perturbed
-by the YOPO residual S: c_l * (1 + eps * S / max S), eps = 1e-3. So the score of a weight is the
-number of input-output paths through it, each path weighted by the init scales of its layers (the
-expected SynFlow flow, without the per-weight magnitude noise), and the residual decides among
-weights with the same count. The layer scales matter where paths of different depths meet: in a
-ResNet a unit-weight count favours the two-conv residual branch over the 1x1 downsampling shortcut;
-init scales narrow the gap, yet the flow still empties ResNet-20's shortcuts at 95% and above
-(SynFlow's |W| flow keeps a few weights there), which is why the recommended preset adds a
-per-layer floor (``min_layer_density``). The rounds prune the weights on the fewest paths, pooled over
-layers; because the flow of a layered net is conserved from layer to layer, no layer is emptied,
-and the rich-get-richer dynamics concentrate the budget on units connected end to end. Weights a
-floor (``min_layer_density``) or ``min_keep`` forces back into a layer are taken from those that
-would lie on a path of the final mask (``reconnect``): without it, the floor's weights in ResNet-20's
-downsampling shortcuts were all stranded (no path), a layer kept in name only. Measured
-on the small benchmarks (docs/method_quality.md): a unit-weight flow matched or beat SynFlow's
-|W| flow, and replacing the residual tie-break by a random one changed nothing measurable.
+(Tanaka et al. 2020) gets this by iterative flow conservation on |W|. Here the same flow runs on a
+linearized copy of the net (:func:`yopo.core.connectivity.linearized`) whose prunable weights are
+|W| slightly perturbed by the YOPO residual S: |W| * (1 + eps * S / max S), eps = 1e-3
+(``paths_flow_weights="magnitude"``, what ``auto`` means). So the score of a weight is the sum over
+the input-output paths through it of the product of their |W|, and the residual decides among
+weights with (nearly) the same flow. ``scale`` instead runs the flow on each layer's mean |W| (the
+layer's init scale), so only path counts decide; it was ``auto``'s meaning for the flow's own mask
+until 2026-12-03. At 5 seeds (docs/method_quality.md, "The flow's weights") it concentrated the
+budget further (2 of the digits CNN's 32 conv2 channels alive at 95%, 5 under |W|) and was behind
+SynFlow on the digits CNN and MLP at 95 and 98% where the |W| flow was ahead on 3 of those 4 cells.
+Why |W|: without normalization the product of a path's weights is the signal it carries at init,
+so a path of small weights is a weak one even if many paths share its units. The unit-weight flow
+did better on the MNIST-1D net (+9 / +3 points at 90 / 95%), so the choice is not free; ``scale``
+stays available. Where paths of different depths meet (ResNets) the unit-weight flow empties the
+1x1 downsampling shortcuts at 95% and above and the |W| flow keeps only a few weights there, which
+is why the recommended preset adds a per-layer floor (``min_layer_density``). The rounds prune the weights on the least flow, pooled over layers;
+because the flow of a layered net is conserved from layer to layer, no layer is emptied, and the
+rich-get-richer dynamics concentrate the budget on units connected end to end. Weights a floor
+(``min_layer_density``) or ``min_keep`` forces back into a layer are taken from those that would
+lie on a path of the final mask (``reconnect``): without it, the floor's weights in ResNet-20's
+downsampling shortcuts were all stranded (no path), a layer kept in name only. Replacing the
+residual tie-break by a random one changed nothing measurable on the small benchmarks (3 seeds,
+unit-weight flow).
 """
 from __future__ import annotations
 
@@ -74,8 +79,8 @@ def path_flow(model, ctx, scores: dict[str, torch.Tensor], cfg) -> dict[str, tor
     if structure == "spread":
         return spread(scores, cfg.paths_target)
     weighting = cfg.paths_flow_weights
-    if weighting == "auto":
-        weighting = "magnitude" if structure == "spread_flow" else "scale"
+    if weighting == "auto":  # |W| for both structures since 2026-12-03 (module doc)
+        weighting = "magnitude"
     flow = _on_the_net(model, shape, lambda: _flow(model, ctx, scores, cfg, shape, weighting))
     if structure == "spread_flow":
         return spread(scores, cfg.paths_target, flow_densities(flow, cfg.paths_target))
@@ -132,8 +137,8 @@ def spread(scores: dict[str, torch.Tensor], target: float,
 
 
 def _flow(model, ctx, scores: dict[str, torch.Tensor], cfg, shape, weighting: str) -> dict[str, torch.Tensor]:
-    """The iterative flow on the linearized net whose weights are ``weighting``: scale (each
-    layer's mean |W|) or magnitude (|W|), times 1 + TIE_EPS * residual / max residual."""
+    """The iterative flow on the linearized net whose weights are ``weighting``: magnitude (|W|)
+    or scale (each layer's mean |W|), times 1 + TIE_EPS * residual / max residual."""
     net = linearized(model).to(ctx.device)
     weights = {}
     with torch.no_grad():

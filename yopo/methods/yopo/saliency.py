@@ -118,7 +118,7 @@ class YopoConfig:
                               RESIDUAL_SCALE)
     paths: bool = opt(False, "connect the kept weights end to end: after the NMF, prune a linearized copy of the "
                       "net in --paths-rounds rounds to --paths-target, keeping the weights on the most input-output "
-                      "paths (a unit-weight flow, conserved layer by layer, so no layer collapses), the YOPO "
+                      "paths (SynFlow's flow on |W|, conserved layer by layer, so no layer collapses), the YOPO "
                       "residual breaking ties among equivalent weights; one family serves every sparsity up to "
                       "the target (nested)")
     paths_target: float | None = opt(None, "with --paths: the sparsity the path flow prunes to (default: the "
@@ -136,8 +136,8 @@ class YopoConfig:
                                   "mean |W| (weights of a layer differ only by their path counts, so the flow's "
                                   "own mask connects whole units end to end), magnitude = |W| (SynFlow's flow: "
                                   "weights of a layer differ, so its layer densities vary smoothly instead of in "
-                                  "whole-layer blocks); auto = scale when the flow's mask is the result (flow), "
-                                  "magnitude when only its layer densities are (spread_flow)", PATHS_FLOW_WEIGHTS)
+                                  "whole-layer blocks); auto = magnitude (until 2026-12-03: scale for the flow's own "
+                                  "mask)", PATHS_FLOW_WEIGHTS)
     input_shape: tuple[int, ...] = opt((), "with --paths: one input sample's shape for the flow (default: the data's, "
                                        "or guessed from the first layer)", low=1)
     fast: bool = opt(False, f"replace MU-200 by {FAST_SOLVER.upper()} for {FAST_PASSES} passes over W (reaches "
