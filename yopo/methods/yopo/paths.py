@@ -37,14 +37,14 @@ so a path of small weights is a weak one even if many paths share its units. The
 did better on the MNIST-1D net (+9 / +3 points at 90 / 95%), so the choice is not free; ``scale``
 stays available. Where paths of different depths meet (ResNets) the unit-weight flow empties the
 1x1 downsampling shortcuts at 95% and above and the |W| flow keeps only a few weights there, which
-is why the recommended preset adds a per-layer floor (``min_layer_density``). The rounds prune the weights on the least flow, pooled over layers;
-because the flow of a layered net is conserved from layer to layer, no layer is emptied, and the
-rich-get-richer dynamics concentrate the budget on units connected end to end. Weights a floor
-(``min_layer_density``) or ``min_keep`` forces back into a layer are taken from those that would
-lie on a path of the final mask (``reconnect``): without it, the floor's weights in ResNet-20's
-downsampling shortcuts were all stranded (no path), a layer kept in name only. Replacing the
-residual tie-break by a random one changed nothing measurable on the small benchmarks (3 seeds,
-unit-weight flow).
+is why the recommended preset adds a per-layer floor (``min_layer_density``). The rounds prune the
+weights on the least flow, pooled over layers; because the flow of a layered net is conserved from
+layer to layer, no layer is emptied, and the rich-get-richer dynamics concentrate the budget on
+units connected end to end. Weights a floor (``min_layer_density``) or ``min_keep`` forces back into
+a layer are taken from those that would lie on a path of the final mask (``reconnect``): without
+it, the floor's weights in ResNet-20's downsampling shortcuts were all stranded (no path), a layer
+kept in name only. Replacing the residual tie-break by a random one changed nothing measurable on
+the small benchmarks (3 seeds, unit-weight flow).
 """
 from __future__ import annotations
 
