@@ -103,10 +103,13 @@ def test_auto_spreads_at_the_flows_densities_with_normalization_and_keeps_every_
 def test_spread_keeps_erk_densities_with_rows_balanced():
     torch.manual_seed(0)
     m = Net(norm=True)
-    spread = mort(_scores(m, paths=True, paths_target=0.9, input_shape=SHAPE, paths_structure="spread"), 0.9,
-                  CalibrationSettings(min_keep=0)).masks
+    kw = dict(paths=True, paths_target=0.9, input_shape=SHAPE, paths_structure="spread")
+    spread = mort(_scores(m, paths_cover="rows", **kw), 0.9, CalibrationSettings(min_keep=0)).masks
     erk_rows = mort(_scores(m), 0.9, CalibrationSettings(allocation="erk", ranking="rows", min_keep=0)).masks
     assert all(torch.equal(spread[n], erk_rows[n]) for n in erk_rows)
+    # the default cover keeps ERK's layer counts and moves weights inside a layer only
+    units = mort(_scores(m, **kw), 0.9, CalibrationSettings(min_keep=0)).masks
+    assert {n: int(v.sum()) for n, v in units.items()} == {n: int(v.sum()) for n, v in erk_rows.items()}
 
 
 @pytest.mark.parametrize("weights", ["auto", "scale", "magnitude"])
@@ -119,7 +122,7 @@ def test_spread_flow_takes_the_flows_layer_counts_and_balances_rows(weights):
     flow_weights = "magnitude" if weights == "auto" else weights
     flow = mort(_scores(m, paths_structure="flow", paths_flow_weights=flow_weights, **kw), 0.9,
                 CalibrationSettings(min_keep=1)).masks
-    sf = mort(_scores(m, paths_structure="spread_flow", paths_flow_weights=weights, **kw), 0.9,
+    sf = mort(_scores(m, paths_structure="spread_flow", paths_flow_weights=weights, paths_cover="rows", **kw), 0.9,
               CalibrationSettings(min_keep=0)).masks
     assert {n: int(v.sum()) for n, v in sf.items()} == {n: int(v.sum()) for n, v in flow.items()}
     for n, v in sf.items():  # every row its equal share of the layer's count (up to one)
@@ -152,11 +155,22 @@ def test_flow_weights_set_the_layer_budgets_and_auto_runs_the_flow_on_magnitudes
     (dict(paths=True, paths_structure="spread", paths_flow_weights="scale"),
      r"paths_flow_weights='scale' acts only on the path flow"),
     (dict(paths=True, paths_flow_weights="unit"), r"paths_flow_weights='unit'.*auto.*scale.*magnitude"),
+    (dict(paths_cover="units"), r"paths_cover='units' act only with paths=True"),
+    (dict(paths=True, paths_structure="flow", paths_cover="rows"),
+     r"paths_cover='rows' acts only on the spreading structures"),
+    (dict(paths=True, paths_cover="cols"), r"paths_cover='cols'.*auto.*rows.*units"),
 ])
 def test_structure_settings_that_cannot_act_are_errors(kw, match):
     with pytest.raises(ValueError, match=match):
         yopo.score(Net(norm=True), "yopo", paths_target=0.9, **kw) if kw.get("paths") else \
             yopo.score(Net(norm=True), "yopo", **kw)
+
+
+def test_cover_under_auto_is_an_error_where_auto_chooses_the_flow():
+    kw = dict(paths=True, paths_target=0.9, input_shape=SHAPE, paths_structure="auto", rank=3, iters=10)
+    yopo.score(Net(norm=True), "yopo", paths_cover="rows", **kw)  # spread_flow: the cover acts
+    with pytest.raises(ValueError, match=r"paths_cover='rows' acts only on the spreading structures.*chose 'flow'"):
+        yopo.score(Net(norm=False), "yopo", paths_cover="rows", **kw)
 
 
 def test_rounds_act_under_auto_on_both_branches():
@@ -184,3 +198,56 @@ def test_spread_flow_keeps_a_unit_input_where_the_flow_empties_layers():
     assert any(int(v.sum()) == 0 for v in flow.values())  # the flow alone empties layers here
     for n, v in sf.items():
         assert int(v.flatten(1).sum(1).min()) >= 1, n  # every unit keeps an input
+
+
+def test_cover_units_gives_every_input_channel_an_output_inside_the_layer_count():
+    from yopo.methods.yopo.paths import cover_units
+    # a 4x(3 channels x 2 taps) conv whose channel 2 has the smallest scores: rows alone skip it
+    score = torch.tensor([[6., 5., 4., 3., 0.2, 0.1]] * 4).reshape(4, 3, 2, 1) + torch.arange(4.).view(4, 1, 1, 1)
+    rows = mort({"w": score}, 1 - 8 / 24,
+                CalibrationSettings(allocation="uniform", ranking="rows", min_keep=0)).masks["w"]
+    assert int(rows[:, 2].sum()) == 0  # the channel feeds nothing: the weights into its unit are stranded
+    covered = cover_units(score, rows)
+    assert int(covered.sum()) == 8 and covered.shape == score.shape
+    assert int(covered.sum((0, 2, 3)).min()) >= 1 and int(covered.flatten(1).sum(1).min()) >= 1
+    assert covered[3, 2, 0, 0]  # the channel's best entry (row 3, tap 0)
+    assert torch.equal(covered, cover_units(score, rows))  # deterministic
+    def rows_mask(k):  # k = 3 leaves a row empty, which the calibration reports (not the point here)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", CollapseWarning)
+            return mort({"w": score}, 1 - k / 24, CalibrationSettings(allocation="uniform", ranking="rows",
+                                                                    min_keep=0)).masks["w"]
+
+    # max(rows, channels) <= count < rows + channels: a greedy cover still reaches every row and channel
+    for k in (4, 5):
+        c = cover_units(score, rows_mask(k))
+        assert int(c.sum()) == k and int(c.sum((0, 2, 3)).min()) >= 1 and int(c.flatten(1).sum(1).min()) >= 1
+    # fewer kept entries than rows: no cover exists, the mask is unchanged
+    assert torch.equal(cover_units(score, rows_mask(3)), rows_mask(3))
+    # a Linear stored (in, out) (HF Conv1D): the input features are its rows
+    lin = torch.rand(6, 4)
+    m = mort({"w": lin.t().contiguous()}, 0.5, CalibrationSettings(allocation="uniform", ranking="rows",
+                                                                  min_keep=0)).masks["w"].t()
+    c = cover_units(lin, m, transposed=True)
+    assert int(c.sum()) == 12 and int(c.sum(1).min()) >= 1 and int(c.sum(0).min()) >= 1
+
+
+@pytest.mark.parametrize("structure", ["spread", "spread_flow"])
+def test_spreading_with_cover_strands_no_weight(structure):
+    from yopo.models import get_model
+    torch.manual_seed(0)
+    m = get_model("resnet20", width=4)
+    shape = (3, 16, 16)
+    kw = dict(paths=True, paths_target=0.95, input_shape=shape, rank=3, iters=20, paths_structure=structure)
+    s = CalibrationSettings(min_keep=0, class_keep=1, min_layer_density=0.002)  # the recommended calibration
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CollapseWarning)
+        rows = mort(yopo.score(m, "yopo", paths_cover="rows", **kw), 0.95, s).masks
+        units = mort(yopo.score(m, "yopo", **kw), 0.95, s).masks
+
+    def stranded(masks):
+        eff = effective_masks(m, masks, shape)
+        return sum(int(masks[n].sum()) - int(eff[n].sum()) for n in masks)
+
+    assert {n: int(v.sum()) for n, v in units.items()} == {n: int(v.sum()) for n, v in rows.items()}
+    assert stranded(rows) > 0 and stranded(units) == 0

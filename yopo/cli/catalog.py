@@ -12,7 +12,7 @@ METHODS = (
     ('snip', 'needs data', 'SNIP: |g * w| on one batch', 'batch_size=1024, train_mode=True'),
     ('synflow', 'data-free', 'SynFlow: iterative synaptic flow to target_sparsity', "target_sparsity=0.9, iters=100, schedule='exponential', double=True, input_size=32, input_shape=()"),
     ('xnet', 'data-free', 'X-Net: d-left-regular random expander, kernel granularity', 'target_sparsity=0.9'),
-    ('yopo', 'data-free', 'YOPO: |  |W| - VH | from a rank-r NMF of |W|', "rank=7, iters=200, nmf_init='uniform', loss='frobenius', normalize='none', per_channel=False, per_channel_rank=1, eps=1e-08, max_batch_elems=4194304, nmf_solver='mu', storage_dtype='float32', nmf_threads=0, kernel='auto', rank_fraction=0.0, full_rank='clip', residual_scale='none', paths=False, paths_target=None, paths_rounds=100, paths_structure='flow', paths_flow_weights='auto', input_shape=(), fast=False"),
+    ('yopo', 'data-free', 'YOPO: |  |W| - VH | from a rank-r NMF of |W|', "rank=7, iters=200, nmf_init='uniform', loss='frobenius', normalize='none', per_channel=False, per_channel_rank=1, eps=1e-08, max_batch_elems=4194304, nmf_solver='mu', storage_dtype='float32', nmf_threads=0, kernel='auto', rank_fraction=0.0, full_rank='clip', residual_scale='none', paths=False, paths_target=None, paths_rounds=100, paths_structure='flow', paths_flow_weights='auto', paths_cover='auto', input_shape=(), fast=False"),
 )
 MODELS = (
     'cifar_resnet101',

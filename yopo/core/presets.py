@@ -39,7 +39,7 @@ PRESETS: dict[str, Preset] = {
               "rank_fraction": 0.0, "full_rank": "clip", "residual_scale": "none", "fast": False, "paths": False}),
     # the paper's saliency with a structure that keeps the kept weights useful: in a net whose hidden
     # layers are all followed by a normalization (ResNets, VGG-BN) every unit keeps inputs (rows
-    # balanced) at the layer densities of SynFlow's |W| flow, and the kept weights start at their
+    # balanced) and an output at the layer densities of SynFlow's |W| flow, and the kept weights start at their
     # layer's init RMS; otherwise that |W| flow itself (conserved layer by layer) decides how many
     # weights each layer keeps and which units stay connected (docs/method_quality.md has the
     # ablation behind every choice)
@@ -48,7 +48,8 @@ PRESETS: dict[str, Preset] = {
         "then a 100-round path flow on |W| (SynFlow's) to the target sparsity that keeps the weights carrying the "
         "most input-output flow (ties broken by the residual); if every hidden layer is followed by a normalization "
         "(width is free there), only the layer densities of that flow are kept and each "
-        "output row gets its equal share of its layer's budget, ranked by the residual (spread_flow); pooled "
+        "output row gets its equal share of its layer's budget, ranked by the residual, after every input channel "
+        "got its best weight, so every unit has an input and an output (spread_flow, paths_cover units); pooled "
         "calibration of that order, no "
         "forced survivors in hidden rows (a row without paths is a pruned unit, not a collapse) but one per "
         "class row of the last layer "

@@ -51,7 +51,10 @@ IDENTITY_BASE = {
              # auto: spread_flow's layer densities changed from the scale flow to the magnitude flow
              # on 2026-12-01, the flow's own mask on 2026-12-03; both times the stored runs of the old
              # behaviour were moved to their explicit paths_flow_weights="scale" ids
-             "paths_flow_weights": "auto"},
+             "paths_flow_weights": "auto",
+             # auto: spread and spread_flow also cover every input channel since 2026-12-03 (rows
+             # only before); the stored runs of the old behaviour moved to paths_cover="rows" ids
+             "paths_cover": "auto"},
 }
 
 

@@ -23,6 +23,7 @@ FULL_RANK = ("clip", "magnitude", "reduce")
 RESIDUAL_SCALE = ("none", "layer_rms", "weight_mean")
 PATHS_STRUCTURES = ("flow", "spread", "spread_flow", "auto")
 PATHS_FLOW_WEIGHTS = ("auto", "scale", "magnitude")
+PATHS_COVER = ("auto", "rows", "units")
 
 
 class RankWarning(UserWarning):
@@ -54,7 +55,7 @@ def _check_combinations(cfg: "YopoConfig") -> None:
     if not cfg.paths:
         idle = [f"{k}={getattr(cfg, k)!r}" for k, v in (("paths_target", None), ("paths_rounds", 100),
                                                           ("input_shape", ()), ("paths_structure", "flow"),
-                                                          ("paths_flow_weights", "auto"))
+                                                          ("paths_flow_weights", "auto"), ("paths_cover", "auto"))
                 if getattr(cfg, k) != v]
         if idle:
             raise ValueError(f"{', '.join(idle)} act only with paths=True (--paths)")
@@ -64,6 +65,10 @@ def _check_combinations(cfg: "YopoConfig") -> None:
     elif cfg.paths_structure == "spread" and cfg.paths_flow_weights != "auto":
         raise ValueError(f"paths_flow_weights={cfg.paths_flow_weights!r} acts only on the path flow; "
                          f"paths_structure='spread' runs no flow (use paths_structure='flow', 'spread_flow' or 'auto')")
+    if cfg.paths and cfg.paths_structure == "flow" and cfg.paths_cover != "auto":
+        raise ValueError(f"paths_cover={cfg.paths_cover!r} acts only on the spreading structures; "
+                         f"paths_structure='flow' keeps whole units by their flow (use paths_structure='spread', "
+                         f"'spread_flow' or 'auto')")
     if cfg.nmf_solver != "mu" and cfg.loss != "frobenius":
         raise ValueError(f"nmf_solver={cfg.nmf_solver!r} supports loss='frobenius' only; got loss={cfg.loss!r}")
     if cfg.fast and (cfg.nmf_solver != "mu" or cfg.iters != 200):
@@ -138,6 +143,11 @@ class YopoConfig:
                                   "weights of a layer differ, so its layer densities vary smoothly instead of in "
                                   "whole-layer blocks); auto = magnitude (until 2026-12-03: scale for the flow's own "
                                   "mask)", PATHS_FLOW_WEIGHTS)
+    paths_cover: str = opt("auto", "with --paths, the spreading structures: rows = every unit keeps inputs (each "
+                           "output row its share of the layer's budget); units = every unit also keeps an output "
+                           "(each input channel its best weight, where the layer keeps at least one weight per row "
+                           "and per input channel), so no kept weight ends at a unit that feeds nothing; auto = "
+                           "units (until 2026-12-03: rows)", PATHS_COVER)
     input_shape: tuple[int, ...] = opt((), "with --paths: one input sample's shape for the flow (default: the data's, "
                                        "or guessed from the first layer)", low=1)
     fast: bool = opt(False, f"replace MU-200 by {FAST_SOLVER.upper()} for {FAST_PASSES} passes over W (reaches "
