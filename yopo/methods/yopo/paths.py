@@ -13,10 +13,10 @@ under the flow), and spreading at the flow's budgets beat spreading at ERK's (69
 68.47 / 63.91 at 95 / 98%, 2 seeds).
 Every unit also keeps an output (``paths_cover="units"``, what ``auto`` means since 2026-12-03):
 each input channel of a layer first gets its best weight, then the rows share the rest
-(:func:`cover_units`). Rows alone left a tenth to a quarter of the classifier's inputs without a
-weight on ResNet-20 and VGG-11 at 95-99% (the residual of some input columns is small in every
-row), so the weights into those units fed nothing: 11-206 kept weights stranded on ResNet-20,
-105 on VGG-11 at 99%. ``rows`` keeps the old spreading.
+(:func:`cover_units`). Rows alone left classifier inputs without a weight (15 of ResNet-20's 64 at
+98%: the residual of some input columns is small in every row), so the weights into those units
+fed nothing: 27-206 kept weights stranded on ResNet-20 at 90-99%, 105 on VGG-11 at 99%; with the
+cover none (benchmarks/collapse_check.py). ``rows`` keeps the old spreading.
 Without normalization (the small MLPs and conv nets of the benchmarks) a unit's signal shrinks with
 its fan-in, and the flow, which keeps fewer units each with many inputs, beat every spreading mask by
 10-60 points at 95-98%. ``spread`` (ERK layer densities, rows balanced) stays available: it needs no
@@ -61,9 +61,9 @@ import torch
 from ...core.calibration import CalibrationSettings, CollapseWarning, mort
 from ...core.connectivity import input_shape_of, linearized, normalized_net
 from ...core.layers import from_rows, get_weight, to_rows
+from ...core.progress import get_logger
 from ...core.ranking import select
 from ...core.selection import count_true
-from ...core.progress import get_logger
 from ..support.flow import iterative_flow
 
 TIE_EPS = 1e-3  # relative weight of the residual against the unit path count
@@ -87,7 +87,8 @@ def path_flow(model, ctx, scores: dict[str, torch.Tensor], cfg) -> dict[str, tor
     if structure == "flow" and cfg.paths_cover != "auto":  # auto chose the flow (the explicit case fails earlier)
         raise ValueError(f"paths_cover={cfg.paths_cover!r} acts only on the spreading structures, and "
                          f"paths_structure='auto' chose 'flow' for {type(model).__name__} (some hidden layer is not "
-                         f"followed by a normalization); leave paths_cover='auto' or force paths_structure='spread_flow'")
+                         f"followed by a normalization); leave paths_cover='auto' or force "
+                         f"paths_structure='spread_flow'")
     cover = "units" if cfg.paths_cover == "auto" else cfg.paths_cover
     if structure == "spread":
         return spread(scores, cfg.paths_target, cover=cover)
