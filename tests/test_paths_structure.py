@@ -4,6 +4,7 @@ function unchanged (a normalization follows it)."""
 import warnings
 
 import pytest
+from hypothesis import given, settings, strategies as st
 import torch
 from torch import nn
 
@@ -251,3 +252,67 @@ def test_spreading_with_cover_strands_no_weight(structure):
 
     assert {n: int(v.sum()) for n, v in units.items()} == {n: int(v.sum()) for n, v in rows.items()}
     assert stranded(rows) > 0 and stranded(units) == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 60), st.integers(1, 40)), min_size=1, max_size=6))
+def test_cover_budgets_keep_the_total_and_meet_every_need_when_they_fit(layers):
+    from yopo.methods.yopo.paths import cover_budgets
+    counts = {f"l{i}": k for i, (k, _) in enumerate(layers)}
+    needs = {f"l{i}": n for i, (_, n) in enumerate(layers)}
+    out = cover_budgets(counts, needs)
+    assert out == cover_budgets(counts, needs) and list(out) == list(counts)  # deterministic, same layers
+    assert sum(out.values()) == sum(counts.values())  # the exact total budget
+    if all(counts[n] >= needs[n] for n in counts) or sum(counts.values()) < sum(needs.values()):
+        assert out == counts  # nothing lacks, or no way to give every layer its need: unchanged
+    else:
+        assert all(out[n] >= needs[n] for n in out)
+        assert all(out[n] <= counts[n] for n in out if counts[n] >= needs[n])  # only lacking layers gain
+
+
+def test_spread_raises_a_wide_classifier_to_its_cover_and_takes_it_from_the_other_layers():
+    from yopo.methods.yopo.paths import spread
+    torch.manual_seed(0)
+    # a 64 -> 10 classifier on 200 inputs that the given layer budgets give 50 weights: rows alone
+    # read at most 50 of its 200 input channels; the cover needs 200
+    scores = {"hidden": torch.rand(200, 64), "fc": torch.rand(10, 200)}
+    budgets = {"hidden": 1 - 2000 / 12800, "fc": 1 - 50 / 2000}
+    target = 1 - 2050 / 14800
+
+    def kept(cover):
+        enc = spread(scores, target, budgets, cover=cover)
+        return mort(enc, target, CalibrationSettings(min_keep=0)).masks
+
+    rows, units = kept("rows"), kept("units")
+    assert {n: int(m.sum()) for n, m in rows.items()} == {"hidden": 2000, "fc": 50}
+    assert {n: int(m.sum()) for n, m in units.items()} == {"hidden": 1850, "fc": 200}  # same total
+    assert int(units["fc"].sum(0).min()) == 1 and int(units["fc"].sum(1).min()) >= 1  # every input read, every class
+    assert int(units["hidden"].sum(1).min()) >= 1  # every hidden unit still keeps inputs
+    # budgets that already cover: the same counts as rows alone
+    ok = {"hidden": 1 - 2000 / 12800, "fc": 1 - 400 / 2000}
+    t = 1 - 2400 / 14800
+    assert {n: int(m.sum()) for n, m in mort(spread(scores, t, ok), t, CalibrationSettings(min_keep=0)).masks.items()} \
+        == {"hidden": 2000, "fc": 400}
+
+
+def test_a_floor_the_calibration_adds_is_paid_by_the_rows_shares_not_by_the_cover():
+    from yopo.methods.yopo.paths import spread
+    torch.manual_seed(0)
+    # the classifier's residuals are the net's smallest: a floor paid by the pooled lowest kept
+    # entries would take its cover entries and leave input channels unread
+    scores = {"big": 0.5 + 0.5 * torch.rand(1000, 50), "thin": torch.rand(20, 10, 30, 30),
+              "fc": 1e-3 * torch.rand(10, 200)}
+    counts = {"big": 2000, "thin": 100, "fc": 200}  # fc exactly at its cover size (200 inputs)
+    sizes = {n: s.numel() for n, s in scores.items()}
+    target = 1 - sum(counts.values()) / sum(sizes.values())
+    enc = spread(scores, target, {n: 1 - counts[n] / sizes[n] for n in scores})
+    settings = CalibrationSettings(min_keep=0, min_layer_density=0.002)  # thin's floor: 360 > 100
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CollapseWarning)
+        masks = mort(enc, target, settings).masks
+    kept = {n: int(m.sum()) for n, m in masks.items()}
+    # the floor's 260 come from big's row shares (without the cover's tier fc kept 4 of 200: its
+    # residuals are the smallest)
+    assert kept == {"big": 1740, "thin": 360, "fc": 200}
+    for n in ("big", "fc"):
+        assert int(masks[n].sum(0).min()) >= 1 and int(masks[n].sum(1).min()) >= 1, n  # still covered

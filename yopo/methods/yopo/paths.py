@@ -16,7 +16,12 @@ each input channel of a layer first gets its best weight, then the rows share th
 (:func:`cover_units`). Rows alone left classifier inputs without a weight (15 of ResNet-20's 64 at
 98%: the residual of some input columns is small in every row), so the weights into those units
 fed nothing: 27-206 kept weights stranded on ResNet-20 at 90-99%, 105 on VGG-11 at 99%; with the
-cover none (benchmarks/collapse_check.py). ``rows`` keeps the old spreading.
+cover none (benchmarks/collapse_check.py). A layer whose budget is below max(rows, channels) has no
+cover, so it first gets the weights it lacks from the other layers (:func:`cover_budgets`); and the
+cover's entries rank above the rows' shares, so a floor the calibration adds (``min_layer_density``)
+is paid by the shares: CIFAR ResNet-50's floor took 654 of its classifier's 2048 cover entries at
+99% (the net's smallest residuals) and stranded 2596 weights, none since. ``rows`` keeps the old
+spreading.
 Without normalization (the small MLPs and conv nets of the benchmarks) a unit's signal shrinks with
 its fan-in, and the flow, which keeps fewer units each with many inputs, beat every spreading mask by
 10-60 points at 95-98%. ``spread`` (ERK layer densities, rows balanced) stays available: it needs no
@@ -148,18 +153,64 @@ def spread(scores: dict[str, torch.Tensor], target: float, layer_sparsity: dict[
     masks = _internal_masks(scores, target, CalibrationSettings(allocation=alloc, ranking="rows", min_keep=0))
     if cover == "units":
         transposed = getattr(scores, "transposed", frozenset())
+        counts = {n: count_true(m) for n, m in masks.items()}
+        raised = cover_budgets(counts, {n: cover_size(scores[n], n in transposed) for n in masks})
+        if raised != counts:  # some layer keeps too few to cover its units: rebuild at the raised budgets
+            exact = {n: 1.0 - k / masks[n].numel() for n, k in raised.items()}
+            masks = _internal_masks(scores, target, CalibrationSettings(allocation=exact, ranking="rows", min_keep=0))
+        covers = {}
         for n, m in masks.items():
-            masks[n] = cover_units(scores[n], m, n in transposed)
+            masks[n], covers[n] = _cover(scores[n], m, n in transposed)
+    else:
+        covers = {n: torch.zeros_like(m) for n, m in masks.items()}
     top = max(float(s.max()) for s in scores.values())
     top = top if top > 0 else 1.0
-    return {n: s / top + 2.0 * masks[n].to(s.dtype) for n, s in scores.items()}
+    # the cover's entries a tier above the rest of the kept ones: where the calibration's floors
+    # (min_layer_density) take weights back from the spread mask, pooled by score, they come from
+    # the rows' shares, not from the entries that give a unit its only input or output (CIFAR
+    # ResNet-50 at 99%: the floor took 654 of the classifier's 2048 cover entries, whose residuals
+    # are the smallest of the net, and stranded 2596 weights of the last block)
+    return {n: s / top + 2.0 * masks[n].to(s.dtype) + covers[n].to(s.dtype) for n, s in scores.items()}
+
+
+def cover_size(score: torch.Tensor, transposed: bool = False) -> int:
+    """Fewest entries that give every output row and every input channel of a weight one entry:
+    max(rows, channels), at most its size."""
+    o, d = to_rows(score, transposed).shape
+    channels = d if transposed or score.dim() < 2 else score.shape[1]
+    return min(max(o, channels), o * d)
+
+
+def cover_budgets(counts: dict[str, int], needs: dict[str, int]) -> dict[str, int]:
+    """Per-layer kept counts with the same total where every layer keeps at least ``needs`` (its
+    :func:`cover_size`): the weights a layer lacks are taken from the others in proportion to what
+    they keep beyond their own need (largest remainders, ties to the earlier layer). Unchanged if no
+    layer lacks any, or if the total cannot give every layer its need.
+
+    Why: the cover needs max(rows, channels) entries, and the layer budgets (the flow's, ERK's) do
+    not know it: a wide-input layer with few outputs and a small budget (a 10-class classifier on
+    thousands of features) would leave input channels unread and strand the weights into them.
+    Moving the few weights it lacks from the large layers costs them a negligible share of their
+    budget. (On the nets of ``yopo models`` the flow's budgets already cover at 90-99%.)"""
+    lack = {n: needs[n] - k for n, k in counts.items() if k < needs[n]}
+    deficit = sum(lack.values())
+    slack = {n: k - needs[n] for n, k in counts.items() if k > needs[n]}
+    if deficit == 0 or sum(slack.values()) < deficit:
+        return dict(counts)
+    total = sum(slack.values())
+    share = {n: deficit * v // total for n, v in slack.items()}
+    order = sorted(slack, key=lambda n: -((deficit * slack[n]) % total))  # stable: ties to the earlier layer
+    for n in order[:deficit - sum(share.values())]:
+        share[n] += 1
+    return {n: needs[n] if n in lack else k - share.get(n, 0) for n, k in counts.items()}
 
 
 def cover_units(score: torch.Tensor, mask: torch.Tensor, transposed: bool = False) -> torch.Tensor:
     """``mask`` (the weight's shape, bool) with the same count re-chosen so that every input channel
     and every output row keeps at least one entry (the best ones by ``score``), the rest of the
     count split equally over the rows (ranking ``rows``). Needs count >= max(rows, channels) (a
-    cover exists); else ``mask`` is returned unchanged.
+    cover exists; :func:`spread` raises the layer budgets to it first, :func:`cover_budgets`); else
+    ``mask`` is returned unchanged.
 
     Which entries cover: each channel's best entry (over all rows and kernel taps) and the best
     entry of each row those miss, if that many fit; else (count close to max(rows, channels)) a
@@ -173,13 +224,19 @@ def cover_units(score: torch.Tensor, mask: torch.Tensor, transposed: bool = Fals
     every row and every input channel of every layer covered, each unit of a layered net has an
     input and an output, so every kept weight lies on a path. Grouped convolutions are covered per
     group-local input index (their weight's dimension 1)."""
+    return _cover(score, mask, transposed)[0]
+
+
+def _cover(score: torch.Tensor, mask: torch.Tensor, transposed: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(:func:`cover_units`'s mask, its cover entries: the ones chosen before the rows' shares),
+    both in the weight's shape; no cover entries where the mask is returned unchanged."""
     S2 = to_rows(score, transposed).float()
     o, d = S2.shape
     channels = d if transposed or score.dim() < 2 else score.shape[1]
     taps = d // channels
     k = count_true(mask)
     if k < max(o, channels) or k >= o * d:
-        return mask
+        return mask, torch.zeros_like(mask)
     per = S2.reshape(o, channels, taps)
     row_best, tap_of = per.max(dim=2)  # (o, c): each (row, channel)'s best tap, ties to the lower tap
     col = torch.arange(channels, device=S2.device) * taps
@@ -199,7 +256,8 @@ def cover_units(score: torch.Tensor, mask: torch.Tensor, transposed: bool = Fals
             free[r] = False
         rows = torch.nonzero(free).flatten()
         forced[rows, S2[rows].argmax(dim=1)] = True
-    return from_rows(select(S2, k, "rows", forced), tuple(score.shape), transposed)
+    shape = tuple(score.shape)
+    return from_rows(select(S2, k, "rows", forced), shape, transposed), from_rows(forced, shape, transposed)
 
 
 def _flow(model, ctx, scores: dict[str, torch.Tensor], cfg, shape, weighting: str) -> dict[str, torch.Tensor]:
