@@ -79,6 +79,19 @@ def check(model: str, sparsity: float) -> dict:
             "effective_sparsity": float(total.group(1)) if total else None, "seconds": round(seconds, 1)}
 
 
+def _save(row: dict) -> None:
+    """Merge ``row`` into the file as it is now (another run may have added rows since this one
+    started) and write it atomically: a killed run leaves the previous file whole."""
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    saved = json.loads(OUT.read_text()) if OUT.exists() else {"results": []}
+    rows = {(r["model"], r["sparsity"]): r for r in saved["results"]}
+    rows[(row["model"], row["sparsity"])] = row
+    tmp = OUT.with_suffix(f".json.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"machine": env(), "command": "yopo prune --model M --sparsity S "
+                               "(defaults: recommended preset)", "results": list(rows.values())}, indent=1))
+    os.replace(tmp, OUT)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="*", help="default: every model of `yopo models`")
@@ -87,9 +100,9 @@ def main() -> int:
     models = a.models or all_models()
     saved = json.loads(OUT.read_text()) if OUT.exists() else {"results": []}
     results = {(r["model"], r["sparsity"]): r for r in saved["results"]}
-    code = commit()
     for model in models:
         for s in a.sparsities:
+            code = commit()  # per row: the code can change between rows of a long run
             r = {**check(model, s), "commit": code}
             results[(model, s)] = r
             bad = r.get("error") or r["emptied"] or r["stranded"] or r["empty_class_rows"]
@@ -97,12 +110,7 @@ def main() -> int:
                   f"emptied {len(r['emptied'])}  stranded layers {len(r['stranded'])}  empty class rows "
                   f"{r['empty_class_rows']}/{r['classes']}  stranded weights {r['stranded_weights']}")
                   + f"  {r['seconds']:.0f}s" + ("  <-- COLLAPSE" if bad else ""), flush=True)
-            OUT.parent.mkdir(parents=True, exist_ok=True)
-            tmp = OUT.with_suffix(".json.tmp")  # atomic: a killed run leaves the previous file whole
-            tmp.write_text(json.dumps({"machine": env(), "command": "yopo prune --model M --sparsity S "
-                                       "(defaults: recommended preset)", "results": list(results.values())},
-                                      indent=1))
-            os.replace(tmp, OUT)
+            _save(r)
     failed = [r for r in results.values() if r.get("error") or r["emptied"] or r["stranded"] or r["empty_class_rows"]]
     print(f"{len(results)} (model, sparsity) pairs, {len(failed)} with a collapse or an error")
     return 1 if failed else 0
