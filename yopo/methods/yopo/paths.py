@@ -148,7 +148,8 @@ def spread(scores: dict[str, torch.Tensor], target: float, layer_sparsity: dict[
     score 2 + s, pruned ones s, with s = residual / max residual in [0, 1], so the calibration at
     the target returns the spread mask exactly, and lower sparsities add the pruned entries with the
     largest residuals. ``layer_sparsity`` (``spread_flow``): these layer budgets instead of ERK's.
-    ``cover="units"``: each input channel of a layer also keeps its best entry (:func:`cover_units`)."""
+    ``cover="units"``: each input channel of a layer also keeps its best entry (:func:`cover_units`),
+    and these cover entries score 3 + s (below)."""
     alloc = "erk" if layer_sparsity is None else dict(layer_sparsity)
     masks = _internal_masks(scores, target, CalibrationSettings(allocation=alloc, ranking="rows", min_keep=0))
     if cover == "units":
