@@ -79,12 +79,17 @@ def check(model: str, sparsity: float) -> dict:
             "effective_sparsity": float(total.group(1)) if total else None, "seconds": round(seconds, 1)}
 
 
+def _load() -> dict:
+    """The saved rows, keyed by (model, sparsity)."""
+    saved = json.loads(OUT.read_text()) if OUT.exists() else {"results": []}
+    return {(r["model"], r["sparsity"]): r for r in saved["results"]}
+
+
 def _save(row: dict) -> None:
     """Merge ``row`` into the file as it is now (another run may have added rows since this one
     started) and write it atomically: a killed run leaves the previous file whole."""
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    saved = json.loads(OUT.read_text()) if OUT.exists() else {"results": []}
-    rows = {(r["model"], r["sparsity"]): r for r in saved["results"]}
+    rows = _load()
     rows[(row["model"], row["sparsity"])] = row
     tmp = OUT.with_suffix(f".json.{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"machine": env(), "command": "yopo prune --model M --sparsity S "
@@ -98,8 +103,7 @@ def main() -> int:
     ap.add_argument("--sparsities", nargs="*", type=float, default=[0.9, 0.95, 0.98, 0.99])
     a = ap.parse_args()
     models = a.models or all_models()
-    saved = json.loads(OUT.read_text()) if OUT.exists() else {"results": []}
-    results = {(r["model"], r["sparsity"]): r for r in saved["results"]}
+    results = _load()
     for model in models:
         for s in a.sparsities:
             code = commit()  # per row: the code can change between rows of a long run

@@ -174,12 +174,16 @@ def spread(scores: dict[str, torch.Tensor], target: float, layer_sparsity: dict[
     return {n: s / top + 2.0 * masks[n].to(s.dtype) + covers[n].to(s.dtype) for n, s in scores.items()}
 
 
+def _channels(score: torch.Tensor, transposed: bool) -> int:
+    """Input channels of a weight: its dimension 1 (a conv's kernel taps belong to one channel),
+    the rows' length for a Linear stored (in, out) or a 1-D weight."""
+    return to_rows(score, transposed).shape[1] if transposed or score.dim() < 2 else score.shape[1]
+
+
 def cover_size(score: torch.Tensor, transposed: bool = False) -> int:
     """Fewest entries that give every output row and every input channel of a weight one entry:
-    max(rows, channels), at most its size."""
-    o, d = to_rows(score, transposed).shape
-    channels = d if transposed or score.dim() < 2 else score.shape[1]
-    return min(max(o, channels), o * d)
+    max(rows, channels)."""
+    return max(to_rows(score, transposed).shape[0], _channels(score, transposed))
 
 
 def cover_budgets(counts: dict[str, int], needs: dict[str, int]) -> dict[str, int]:
@@ -233,10 +237,10 @@ def _cover(score: torch.Tensor, mask: torch.Tensor, transposed: bool) -> tuple[t
     both in the weight's shape; no cover entries where the mask is returned unchanged."""
     S2 = to_rows(score, transposed).float()
     o, d = S2.shape
-    channels = d if transposed or score.dim() < 2 else score.shape[1]
+    channels = _channels(score, transposed)
     taps = d // channels
     k = count_true(mask)
-    if k < max(o, channels) or k >= o * d:
+    if k < cover_size(score, transposed) or k >= o * d:
         return mask, torch.zeros_like(mask)
     per = S2.reshape(o, channels, taps)
     row_best, tap_of = per.max(dim=2)  # (o, c): each (row, channel)'s best tap, ties to the lower tap
