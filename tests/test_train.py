@@ -9,15 +9,19 @@ import torch
 import yopo
 from yopo.cli import main
 from yopo.experiment.train import Hook, TrainConfig, run, train
-from yopo.experiment.train.loop import load_checkpoint
+from yopo.experiment.train.loop import TrainingStalledWarning, load_checkpoint, prior_loss, stalled
 
 torch.set_num_threads(1)  # 2 shared cores: one thread per test process is faster under load
 FAST = dict(epochs=3, device="cpu", progress=False)
 
 
 def test_digits_end_to_end_learns(tmp_path):
-    res = run(TrainConfig(model="mlp_digits", **FAST), method="yopo", sparsity=0.5, out_dir=tmp_path, iters=50)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", TrainingStalledWarning)  # a net that learns is not flagged
+        res = run(TrainConfig(model="mlp_digits", **FAST), method="yopo", sparsity=0.5, out_dir=tmp_path, iters=50)
     assert res["test_acc"] > 60  # percent; chance is 10
+    assert res["stalled"] is False and res["train_loss"] < 0.9 * res["prior_loss"]
     assert abs(res["sparsity"] - 0.5) < 1e-3
     assert res["params_kept"] < res["params"] and res["flops_kept"] < res["flops"]
     for k in ("test_acc", "test_loss", "train_loss", "epochs", "time_s", "sparsity", "params", "params_kept",
@@ -74,6 +78,30 @@ def test_moved_pruned_weight_stops_the_run():
 
     with pytest.raises(RuntimeError, match="pruned weights of classifier.weight are nonzero"):
         train(model, data, TrainConfig(model="mlp_digits", **FAST), hooks=[Break()])
+
+
+def test_a_net_that_cannot_learn_is_flagged_stalled():
+    """An emptied first layer leaves the hidden units constant (ReLU of their biases): the net can only
+    learn the class frequencies, so its train loss ends near the class-prior loss, and the run says so."""
+    cfg = TrainConfig(model="mlp_digits", epochs=2, device="cpu", progress=False)
+    model = yopo.models.build("mlp_digits", 10, seed=0)
+    masks = {n: torch.ones_like(w, dtype=torch.bool) for n, w in yopo.score(model, "magnitude").items()}
+    first = next(iter(masks))
+    masks[first][:] = False
+    with pytest.warns(TrainingStalledWarning, match=r"training stalled: the last epoch's train loss 2\.\d+ is above "
+                                                    r"0\.9 x 2\.30\d, the loss of predicting the class frequencies"):
+        res = run(cfg, masks=masks)
+    assert res["stalled"] is True
+    assert res["history"][-1]["train_loss"] > 0.9 * res["history"][-1]["prior_loss"]
+
+
+def test_prior_loss_and_stalled():
+    assert prior_loss(torch.tensor([5.0, 5.0, 5.0, 5.0])) == pytest.approx(torch.log(torch.tensor(4.0)).item())
+    assert prior_loss(torch.tensor([3.0, 0.0, 1.0])) == pytest.approx(-(0.75 * torch.log(torch.tensor(0.75))
+                                                                         + 0.25 * torch.log(torch.tensor(0.25))).item())
+    assert stalled({"train_loss": 2.2, "prior_loss": 2.3}) and not stalled({"train_loss": 1.0, "prior_loss": 2.3})
+    assert not stalled({"train_loss": 2.2})  # a checkpoint from before prior_loss was recorded
+    assert not stalled({"train_loss": 0.0, "prior_loss": 0.0})  # one class
 
 
 def test_dense_and_given_masks():

@@ -15,6 +15,7 @@ import json
 import math
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,16 @@ log = get_logger("train")
 CHECKPOINT = "checkpoint.pt"
 METRICS_JSONL = "metrics.jsonl"
 METRICS_CSV = "metrics.csv"
+# a run whose last-epoch train loss is above this fraction of the loss of predicting the class
+# frequencies has learnt next to nothing (see TrainingStalledWarning)
+STALLED_LOSS_FRACTION = 0.9
+
+
+class TrainingStalledWarning(UserWarning):
+    """Training ended with the train loss near the class-prior loss: the net predicts little more
+    than the class frequencies. Seen with very sparse unnormalized nets whose few surviving units of
+    some layer all die (dead ReLUs) early in training; the run's accuracy is then a failure to train,
+    not a property of the mask alone. The result also carries ``stalled = True``."""
 
 
 class Hook:
@@ -212,6 +223,7 @@ def train(model: nn.Module, data, cfg: TrainConfig, out_dir=None, resume: bool =
         data.train.set_epoch(epoch)
         net.train()
         sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, count
+        seen = None  # labels seen this epoch, per class (the class-prior loss it is compared with)
         bar = None
         if show and bars_enabled():  # a terminal and the yopo logger at INFO (yopo.core.progress)
             from tqdm.auto import tqdm
@@ -232,6 +244,8 @@ def train(model: nn.Module, data, cfg: TrainConfig, out_dir=None, resume: bool =
                 sums[0] += loss.detach().double() * len(y)
                 sums[1] += (logits.argmax(1) == y).sum()
                 sums[2] += len(y)
+                c = torch.bincount(y, minlength=logits.shape[-1]).double()
+                seen = c if seen is None else seen + c
             _call(hooks, "on_step_end", state)
             if bar is not None:
                 bar.update(1)
@@ -243,7 +257,8 @@ def train(model: nn.Module, data, cfg: TrainConfig, out_dir=None, resume: bool =
         sums = _all_sum(sums, world)
         state.epoch = epoch + 1
         metrics = {"epoch": state.epoch, "step": state.step, "lr": opt.param_groups[0]["lr"],
-                   "train_loss": float(sums[0] / sums[2]), "train_acc": 100.0 * float(sums[1] / sums[2])}
+                   "train_loss": float(sums[0] / sums[2]), "train_acc": 100.0 * float(sums[1] / sums[2]),
+                   "prior_loss": prior_loss(_all_sum(seen, world))}
         if state.epoch % cfg.eval_every == 0 or state.epoch == cfg.epochs:
             metrics["test_loss"], metrics["test_acc"] = evaluate(model, data.test, amp=amp, world=world)
         metrics["time_s"] = time.perf_counter() - t0
@@ -267,5 +282,29 @@ def train(model: nn.Module, data, cfg: TrainConfig, out_dir=None, resume: bool =
         last["test_loss"], last["test_acc"] = evaluate(model, data.test, amp=amp, world=world)
     result = dict(last, epochs=state.epoch, time_s=sum(h["time_s"] for h in state.history),
                   history=state.history)
+    result["stalled"] = stalled(last)
+    if result["stalled"] and rank == 0:
+        warnings.warn(TrainingStalledWarning(
+            f"training stalled: the last epoch's train loss {last['train_loss']:.3f} is above "
+            f"{STALLED_LOSS_FRACTION:g} x {last['prior_loss']:.3f}, the loss of predicting the class frequencies "
+            f"(train acc {last['train_acc']:.1f}%, after {state.epoch} epochs): the net has learnt next to nothing; "
+            f"with a very sparse net without normalization a layer's few surviving units may all have died "
+            f"(dead ReLUs); a lower lr or kept_scale='layer_rms' starts it at a smaller scale"), stacklevel=2)
     _call(hooks, "on_train_end", state, result)
     return result
+
+
+def prior_loss(counts: torch.Tensor) -> float:
+    """Cross-entropy of predicting the class frequencies ``counts`` (C,): their entropy, in nats."""
+    p = counts[counts > 0].double() / counts.sum()
+    return float(-(p * p.log()).sum())
+
+
+def stalled(metrics: dict) -> bool:
+    """Whether an epoch's metrics show a net that learnt next to nothing (``TrainingStalledWarning``):
+    its train loss above :data:`STALLED_LOSS_FRACTION` of the class-prior loss. False without both
+    (a checkpoint written before ``prior_loss`` was recorded) or with one class (loss 0)."""
+    prior, loss = metrics.get("prior_loss"), metrics.get("train_loss")
+    if prior is None or loss is None or prior <= 0:
+        return False
+    return bool(loss > STALLED_LOSS_FRACTION * prior)
