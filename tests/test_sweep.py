@@ -225,6 +225,21 @@ def test_failures_recorded_then_retried(tmp_path):
                   fail_fast=True, log=quiet)
 
 
+def test_stalled_runs_are_counted_and_logged(tmp_path):
+    """A run whose result says its training stalled is recorded done, logged and counted as stalled."""
+    def runner(settings, masks):
+        res = synthetic_runner(settings, masks)
+        res["stalled"] = settings["label"] == "magnitude" and settings["sparsity"] == 0.9
+        return res
+
+    lines = []
+    s = run_sweep(SweepSpec.from_dict(spec_dict(tmp_path)), runner=runner, log=lines.append)
+    assert (s.done, s.failed, s.stalled) == (12, 0, 2)  # magnitude at 90%, seeds 0 and 1
+    assert "12 run now (2 stalled: train loss near the class-prior loss), 0 failed" in str(s)
+    flagged = [l for l in lines if "STALLED" in l]
+    assert len(flagged) == 2 and all("magnitude" in l and "p=0.9" in l for l in flagged)
+
+
 def test_transfer_masks_shape_mismatch():
     src = {"a": torch.tensor([[True, False, False, False]]), "head": torch.tensor([[True, False], [False, False]])}
     tgt = {"a": torch.rand(1, 4), "head": torch.arange(8.0).reshape(4, 2)}

@@ -87,9 +87,11 @@ class SweepSummary:
     families_computed: int
     folder: str
     db: str
+    stalled: int = 0  # runs done now whose training stalled (result["stalled"], TrainingStalledWarning)
 
     def __str__(self):
-        return (f"{self.total} runs: {self.skipped} already done, {self.done} run now, {self.failed} failed; "
+        stalled = f" ({self.stalled} stalled: train loss near the class-prior loss)" if self.stalled else ""
+        return (f"{self.total} runs: {self.skipped} already done, {self.done} run now{stalled}, {self.failed} failed; "
                 f"{self.families_computed} saliency families computed; results in {self.db}")
 
 
@@ -133,11 +135,11 @@ def run_sweep(spec: SweepSpec, *, workers: int = 1, runner: Callable | str | Non
                          "('module:function')")
     runs = expand(spec)
     db = ResultsDB(folder / "results.sqlite")
-    counts = {"done": 0, "failed": 0, "families": 0, "skipped": 0}
+    counts = {"done": 0, "failed": 0, "families": 0, "skipped": 0, "stalled": 0}
 
     def summary() -> SweepSummary:
         return SweepSummary(len(runs), counts["skipped"], counts["done"], counts["failed"], counts["families"],
-                            str(folder), str(db.path))
+                            str(folder), str(db.path), counts["stalled"])
 
     try:
         with _stop_on_sigterm(), make_executor(executor, workers=workers, options=executor_options,
@@ -247,7 +249,11 @@ def _runs(pending, folder, db, ex, runner, in_process, counts, log, fail_fast, f
                 counts["done"] += 1
                 i = counts["done"] + counts["failed"]
                 eta = (time.monotonic() - t_start) / j * (len(tasks) - j)
-                log(f"  [{i}/{n}] {_describe(run)}: acc {out.result['test_acc']:.2f}  (eta {eta / 60:.1f} min)")
+                stalled = bool(out.result.get("stalled"))
+                counts["stalled"] += stalled
+                log(f"  [{i}/{n}] {_describe(run)}: acc {out.result['test_acc']:.2f}"
+                    + ("  STALLED (train loss near the class-prior loss)" if stalled else "")
+                    + f"  (eta {eta / 60:.1f} min)")
             else:
                 counts["failed"] += 1
                 log(f"  run {run.id} ({_describe(run)}) FAILED: {out.error.strip().splitlines()[-1]}")
