@@ -78,6 +78,9 @@ def _execute_callable(run: Run, folder, runner: Callable, tag: str = "") -> dict
         return execute(run, folder, runner)
 
 
+STALLED_NOTE = "train loss near the class-prior loss"  # what a stalled run means, in the log and summary
+
+
 @dataclass
 class SweepSummary:
     total: int
@@ -90,7 +93,7 @@ class SweepSummary:
     stalled: int = 0  # runs done now whose training stalled (result["stalled"], TrainingStalledWarning)
 
     def __str__(self):
-        stalled = f" ({self.stalled} stalled: train loss near the class-prior loss)" if self.stalled else ""
+        stalled = f" ({self.stalled} stalled: {STALLED_NOTE})" if self.stalled else ""
         return (f"{self.total} runs: {self.skipped} already done, {self.done} run now{stalled}, {self.failed} failed; "
                 f"{self.families_computed} saliency families computed; results in {self.db}")
 
@@ -252,7 +255,7 @@ def _runs(pending, folder, db, ex, runner, in_process, counts, log, fail_fast, f
                 stalled = bool(out.result.get("stalled"))
                 counts["stalled"] += stalled
                 log(f"  [{i}/{n}] {_describe(run)}: acc {out.result['test_acc']:.2f}"
-                    + ("  STALLED (train loss near the class-prior loss)" if stalled else "")
+                    + (f"  STALLED ({STALLED_NOTE})" if stalled else "")
                     + f"  (eta {eta / 60:.1f} min)")
             else:
                 counts["failed"] += 1
